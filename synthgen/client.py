@@ -1,0 +1,424 @@
+"""ChatClient: every LLM call synthgen makes, over ``openai.AsyncOpenAI``.
+
+Why not the bare SDK: its retries obey ``retry-after`` without jitter (clients waiting on a rate
+limit retry in lockstep), a 200 whose body is not JSON raises with no retry, and it has no notion of
+per-account limits, caching, schema re-asks or cost. Here the SDK's retries are off and tenacity
+owns them; the SDK's structured-output parse path (strict JSON schema from a pydantic model) does
+the schema; :mod:`limits`, :mod:`cache` and :mod:`usage` wrap each attempt. A request that still
+has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
+of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
+model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+import openai
+import pydantic
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+
+from .cache import ResponseCache, fingerprint
+from .errors import AuthenticationFailed, CompletionFailed, ProviderError
+from .limits import KeyLimiter, Limits
+from .profile import ModelProfile, Prices
+from .usage import TokenUsage, UsageMeter, count_message_tokens, price_for
+
+__all__ = ["ChatClient", "Completion", "Message"]
+
+log = logging.getLogger("synthgen.client")
+
+Message = dict[str, str]
+SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
+SAMPLE_HEADER = "x-synthgen-sample"
+_RETRY_STATUS = {408, 409, 429}
+_PER_ITEM_400 = ("context_length_exceeded", "content_policy_violation", "invalid_prompt", "content_filter")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One validated answer. ``parsed`` is the schema instance for structured requests."""
+
+    content: str
+    parsed: Any
+    model: str
+    system_fingerprint: str | None
+    finish_reason: str
+    usage: TokenUsage
+    cached: bool
+    attempts: int
+    key: str
+
+
+class _Malformed(Exception):
+    """A 200 whose body is not a chat completion: transient on every server we have seen."""
+
+
+class _Invalid(Exception):
+    """An answer that parsed as a completion but not as the schema; re-asked with the error."""
+
+    def __init__(self, reason: str, detail: str, content: str) -> None:
+        self.reason, self.detail, self.content = reason, detail, content
+        super().__init__(detail)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        if exc.response.headers.get("x-should-retry") == "true":
+            return True
+        if exc.response.headers.get("x-should-retry") == "false":
+            return False
+        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError | _Malformed)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
+
+
+def _wait(state: RetryCallState) -> float:
+    """Server's retry-after plus up to 25% jitter, else capped exponential backoff with full jitter."""
+    exc = state.outcome.exception() if state.outcome else None
+    after = _retry_after(exc)
+    if after is not None:
+        return min(after, 120.0) * (1.0 + random.random() * 0.25)
+    return random.uniform(0, min(30.0, 0.25 * 2 ** state.attempt_number))
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, _Malformed):
+        return "malformed_response"
+    if isinstance(exc, openai.APIStatusError):
+        return "rate_limited" if exc.status_code == 429 else f"http_{exc.status_code}"
+    return type(exc).__name__
+
+
+def _fail_fast(exc: openai.APIStatusError, profile: ModelProfile) -> Exception:
+    """Translate a non-retryable status into the error that says what to fix."""
+    where = f"models.{profile.name}" if profile.name else "profile"
+    body = exc.body if isinstance(exc.body, dict) else {}
+    param = str(body.get("param") or "")
+    code = str(body.get("code") or "")
+    message = str(body.get("message") or exc.message)
+    if exc.status_code in (401, 403):
+        return AuthenticationFailed(
+            f"{profile.resolved_base_url} answered {exc.status_code}: {message}",
+            field=f"{where}.api_key_env",
+            hint=f"check ${profile.api_key_env} holds a valid key for this endpoint",
+        )
+    if exc.status_code == 404:
+        return ProviderError(
+            f"{profile.resolved_base_url} has no model {profile.model!r} ({message})",
+            field=f"{where}.model",
+            hint="check the model name and base_url (vLLM/Ollama serve the name they were started with)",
+        )
+    if code in _PER_ITEM_400 or "context length" in message.lower():
+        return CompletionFailed(message, reason=code or "context_length")
+    for field in ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort"):
+        if param == field or f"'{field}'" in message:
+            return ProviderError(
+                f"{profile.model} rejected {field}: {message}",
+                field=f"{where}.{field}",
+                hint="remove it" + (" or use max_completion_tokens" if field == "max_tokens" else ""),
+            )
+    if "response_format" in param or "json_schema" in message:
+        return ProviderError(
+            f"{profile.resolved_base_url} does not support json_schema outputs: {message}",
+            field=f"{where}.structured_output",
+            hint="set structured_output: json_object (validated locally instead)",
+        )
+    return ProviderError(f"{profile.resolved_base_url} answered {exc.status_code}: {message}", field=where)
+
+
+class ChatClient:
+    """Async chat completions with limits, retries, schema re-asks, a cache and a usage meter.
+
+    One instance per run; it owns one ``AsyncOpenAI`` per endpoint with an HTTP pool sized to the
+    endpoint's concurrency. Use as ``async with ChatClient(...) as client``.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: ResponseCache | None = None,
+        meter: UsageMeter | None = None,
+        limits: Limits | None = None,
+        offline: bool = False,
+    ) -> None:
+        self.cache = cache
+        self.meter = meter if meter is not None else UsageMeter()
+        self.limits = limits if limits is not None else Limits()
+        self.offline = offline
+        self._sdk: dict[tuple[str, str, str, float], openai.AsyncOpenAI] = {}
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        clients, self._sdk = list(self._sdk.values()), {}
+        for sdk in clients:
+            await sdk.close()
+
+    def _client(self, profile: ModelProfile) -> openai.AsyncOpenAI:
+        base_url = profile.resolved_base_url
+        key = (base_url, profile.api_key_env, profile.http_backend, profile.timeout)
+        sdk = self._sdk.get(key)
+        if sdk is None:
+            limits = httpx2.Limits(
+                max_connections=profile.max_concurrency, max_keepalive_connections=profile.max_concurrency
+            )
+            timeout = httpx2.Timeout(profile.timeout, connect=min(10.0, profile.timeout))
+            http_client: httpx2.AsyncClient
+            if self.offline:
+                from .offline import OfflineTransport
+
+                http_client = httpx2.AsyncClient(transport=OfflineTransport(), timeout=timeout)
+            elif profile.http_backend == "aiohttp":
+                http_client = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+            else:
+                http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+            api_key = "offline" if self.offline else profile.api_key()
+            sdk = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
+            )
+            self._sdk[key] = sdk
+        return sdk
+
+    def limiter(self, profile: ModelProfile) -> KeyLimiter:
+        return self.limits.get(
+            profile.limit_key(),
+            max_concurrency=profile.max_concurrency,
+            requests_per_minute=profile.requests_per_minute,
+            tokens_per_minute=profile.tokens_per_minute,
+        )
+
+    def request_key(
+        self, messages: Sequence[Message], profile: ModelProfile, schema: type[pydantic.BaseModel] | None,
+        sample: int, version: str,
+    ) -> str:
+        return fingerprint(
+            {
+                "base_url": profile.resolved_base_url,
+                "model": profile.model,
+                "messages": list(messages),
+                "sampling": profile.sampling(),
+                "extra_body": profile.extra_body,
+                "structured_output": profile.structured_output if schema else None,
+                "schema": schema.model_json_schema() if schema else None,
+                "schema_name": schema.__name__ if schema else None,
+                "version": version,
+                "sample": sample,
+                "offline": self.offline,
+            }
+        )
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        profile: ModelProfile,
+        schema: type[SchemaT] | None = None,
+        sample: int = 0,
+        version: str = "",
+    ) -> Completion:
+        """One answer for ``messages``; ``sample`` picks the k-th of K independent samples.
+
+        ``version`` is the caller's (generator's) version: bumping it invalidates its cache rows.
+        """
+        key = self.request_key(messages, profile, schema, sample, version)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self.meter.cache_hits += 1
+            parsed = schema.model_validate_json(hit["content"]) if schema else None
+            return Completion(
+                content=hit["content"], parsed=parsed, model=hit["model"],
+                system_fingerprint=hit.get("system_fingerprint"), finish_reason=hit["finish_reason"],
+                usage=TokenUsage(**hit["usage"]), cached=True, attempts=0, key=key,
+            )
+        conversation = list(messages)
+        params = self._params(profile, schema, sample)
+        attempts = 0
+        for reask in range(profile.max_reasks + 1):
+            raw, n = await self._send(conversation, profile, schema, params, sample)
+            attempts += n
+            try:
+                completion = self._validate(raw, schema, profile, key, attempts)
+            except _Invalid as invalid:
+                if invalid.reason in ("refusal", "content_filter") or reask == profile.max_reasks:
+                    raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
+                if invalid.reason == "length":
+                    limit_field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                    if limit_field not in params:
+                        raise CompletionFailed(invalid.detail, reason="length", attempts=attempts) from None
+                    params = {**params, limit_field: params[limit_field] * 2}
+                    continue
+                conversation = [
+                    *conversation,
+                    {"role": "assistant", "content": invalid.content},
+                    {"role": "user", "content": _reask_message(invalid.detail)},
+                ]
+                continue
+            if self.cache is not None:
+                self.cache.put(
+                    key, completion.model,
+                    {
+                        "content": completion.content, "model": completion.model,
+                        "system_fingerprint": completion.system_fingerprint,
+                        "finish_reason": completion.finish_reason,
+                        "usage": {**completion.usage.__dict__},
+                    },
+                )
+            return completion
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _params(self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": profile.model, **profile.sampling()}
+        if profile.seed is not None:
+            params["seed"] = profile.seed + sample  # K samples with one seed would be K equal answers
+        if profile.extra_body:
+            params["extra_body"] = profile.extra_body
+        params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
+        if schema is not None:
+            if profile.structured_output == "json_schema":
+                params["response_format"] = schema
+            else:
+                params["response_format"] = {"type": "json_object"}
+        return params
+
+    async def _send(
+        self,
+        messages: list[Message],
+        profile: ModelProfile,
+        schema: type[pydantic.BaseModel] | None,
+        params: dict[str, Any],
+        sample: int,
+    ) -> tuple[Any, int]:
+        """One paid response, after retries; returns (raw response, attempts)."""
+        sdk = self._client(profile)
+        limiter = self.limiter(profile)
+        if schema is not None and profile.structured_output == "json_object":
+            messages = _with_schema_note(messages, schema)
+        estimate = count_message_tokens(messages) + int(
+            params.get("max_tokens") or params.get("max_completion_tokens") or 0
+        )
+        structured = schema is not None and profile.structured_output == "json_schema"
+        call = sdk.chat.completions.with_raw_response.parse if structured else sdk.chat.completions.with_raw_response.create
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(profile.max_attempts) | stop_after_delay(profile.max_retry_seconds),
+            wait=_wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    async with limiter.slot(estimate):
+                        try:
+                            raw = await call(messages=messages, **params)
+                        except openai.RateLimitError as exc:
+                            limiter.pause(_retry_after(exc) or 1.0)
+                            raise
+                        except openai.APIStatusError as exc:
+                            if exc.status_code == 503 and (after := _retry_after(exc)):
+                                limiter.pause(after)
+                            raise
+                        limiter.learn(raw.headers)
+                    try:
+                        completion = raw.parse()
+                    except (pydantic.ValidationError, openai.LengthFinishReasonError,
+                            openai.ContentFilterFinishReasonError):
+                        completion = None  # invalid content, but a valid paid response: validated below
+                    except Exception as exc:  # body is not a chat completion at all
+                        raise _Malformed(f"unparseable 200 response: {exc}") from exc
+                    return (raw if completion is None else completion), attempts
+        except openai.APIStatusError as exc:
+            if _retryable(exc):
+                raise CompletionFailed(
+                    f"gave up after {attempts} attempts: {exc.status_code} {exc.message}",
+                    reason=_failure_reason(exc), attempts=attempts,
+                ) from exc
+            raise _fail_fast(exc, profile) from exc
+        except (openai.APIConnectionError, _Malformed) as exc:
+            raise CompletionFailed(
+                f"gave up after {attempts} attempts: {exc}", reason=_failure_reason(exc), attempts=attempts
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _validate(
+        self, response: Any, schema: type[pydantic.BaseModel] | None, profile: ModelProfile, key: str, attempts: int
+    ) -> Completion:
+        """Record usage of a paid response, then check it; raise :class:`_Invalid` to re-ask."""
+        if not isinstance(response, openai.types.chat.ChatCompletion):
+            # a raw response whose content failed the SDK's parse: rebuild the plain completion
+            response = openai.types.chat.ChatCompletion.construct(**json.loads(response.http_response.text))
+        usage = TokenUsage.from_api(response.usage)
+        prices = Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
+        self.meter.record(response.model or profile.model, usage, prices)
+        choice = response.choices[0] if response.choices else None
+        if choice is None:
+            raise _Invalid("empty", "the response has no choices", "")
+        message = choice.message
+        content = message.content or ""
+        if getattr(message, "refusal", None):
+            raise _Invalid("refusal", f"the model refused: {message.refusal}", "")
+        if choice.finish_reason == "content_filter":
+            raise _Invalid("content_filter", "the provider's content filter stopped the answer", content)
+        if choice.finish_reason == "length":
+            raise _Invalid("length", "the answer was cut at the token limit", content)
+        parsed = getattr(message, "parsed", None)
+        if schema is not None and parsed is None:
+            try:
+                parsed = schema.model_validate_json(content)
+            except pydantic.ValidationError as exc:
+                reason = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+                raise _Invalid(reason, _describe(exc), content) from None
+        return Completion(
+            content=content, parsed=parsed, model=response.model or profile.model,
+            system_fingerprint=response.system_fingerprint, finish_reason=choice.finish_reason or "stop",
+            usage=usage, cached=False, attempts=attempts, key=key,
+        )
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(parts)
+
+
+def _reask_message(detail: str) -> str:
+    return (
+        f"Your previous answer did not validate: {detail}. "
+        "Answer again with only the JSON object, following the schema exactly."
+    )
+
+
+def _with_schema_note(messages: list[Message], schema: type[pydantic.BaseModel]) -> list[Message]:
+    """JSON mode has no schema: state it, since the model must still produce that shape."""
+    note = (
+        "Respond with a single JSON object that validates against this JSON schema:\n"
+        + json.dumps(schema.model_json_schema(), ensure_ascii=False)
+    )
+    return [*messages, {"role": "system", "content": note}]

@@ -1,0 +1,181 @@
+"""Client-side rate limits, keyed by (base URL, model, key env) because providers limit per
+account and model, not per recipe role.
+
+Each key gets a concurrency semaphore and two pacers (requests and tokens). A pacer is a GCRA
+("virtual scheduling"): every caller reserves its own send time at once and sleeps until it, so
+there is no polling, no thundering herd and no thread. Requests are paced at just under the limit
+with a burst of one, so any 60 s window holds at most the limit. Limits not configured are learned
+from ``x-ratelimit-*`` headers, and a 429 pauses the whole key for its ``retry-after`` (with jitter)
+and, when no limit is known, lowers the pace to what the server accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+__all__ = ["KeyLimiter", "Limits", "parse_reset"]
+
+_HEADROOM = 0.98  # pace at 98% of a limit: clock skew and jitter never tip a window over it
+_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: str | None) -> float | None:
+    """OpenAI's ``x-ratelimit-reset-*`` durations: "20ms", "1s", "6m0s", "1h2m3.5s"."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    return sum(float(v) * _UNIT[u] for v, u in parts) if parts else None
+
+
+class Pacer:
+    """GCRA pacing at ``rate`` units per second with a burst of ``burst`` units."""
+
+    def __init__(self, rate: float | None, burst: float = 1.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tat = 0.0  # theoretical arrival time of the next unit
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Reserve ``cost`` units; return the delay before the caller may send."""
+        if self.rate is None:
+            return 0.0
+        now = time.monotonic()
+        tat = max(self._tat, now)
+        interval = cost / self.rate
+        allowed_at = tat + interval - max(self.burst, cost) / self.rate
+        self._tat = tat + interval
+        return max(0.0, allowed_at - now)
+
+    def hold_until(self, when: float) -> None:
+        self._tat = max(self._tat, when)
+
+
+@dataclass
+class KeyLimiter:
+    """Limits for one (base URL, model, key env)."""
+
+    max_concurrency: int
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    requests: Pacer = field(init=False)
+    tokens: Pacer = field(init=False)
+    learned_rpm: int | None = None
+    rate_limited: int = 0
+    _semaphore: asyncio.Semaphore = field(init=False)
+    _paused_until: float = 0.0
+    _starts: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    _probe: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        self.requests = Pacer(None)
+        self.tokens = Pacer(None)
+        self._apply()
+
+    def _apply(self) -> None:
+        rpm = self.known_rpm
+        if rpm:
+            self.requests.rate = min(rpm * _HEADROOM, max(rpm - 1, 0.5)) / 60.0
+        if self.tokens_per_minute:
+            self.tokens.rate = self.tokens_per_minute * _HEADROOM / 60.0
+            self.tokens.burst = self.tokens_per_minute * (1 - _HEADROOM)
+
+    @asynccontextmanager
+    async def slot(self, tokens: int = 0) -> AsyncIterator[None]:
+        """Hold one concurrency slot, paced by requests and tokens per minute.
+
+        With no request limit configured or learned yet, the first request of a key goes alone:
+        its response headers usually announce the limits, so a cold start cannot burst past them.
+        """
+        async with self._semaphore:
+            prober = False
+            if self._probe is None and not self.known_rpm:
+                self._probe, prober = asyncio.Event(), True
+            elif self._probe is not None and not self._probe.is_set():
+                await self._probe.wait()
+            delay = max(self.requests.reserve(1.0), self.tokens.reserve(float(tokens)) if tokens else 0.0)
+            pause = self._paused_until - time.monotonic()
+            delay = max(delay, pause)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._starts.append(time.monotonic())
+            try:
+                yield
+            finally:
+                if prober and self._probe is not None:
+                    self._probe.set()
+
+    @property
+    def known_rpm(self) -> int | None:
+        return min(filter(None, (self.requests_per_minute, self.learned_rpm)), default=None)
+
+    def pause(self, seconds: float) -> float:
+        """A 429 pauses every request of this key; returns the jittered pause applied."""
+        self.rate_limited += 1
+        seconds = max(seconds, 0.01) * (1.0 + random.random() * 0.25)
+        until = time.monotonic() + seconds
+        self._paused_until = max(self._paused_until, until)
+        if self.requests_per_minute is None and self.learned_rpm is None:
+            self.learned_rpm = max(1, int(self._recent_rpm() * 0.9))
+            self._apply()
+        self.requests.hold_until(until)
+        return seconds
+
+    def _recent_rpm(self, window: float = 10.0) -> float:
+        now = time.monotonic()
+        recent = sum(1 for t in self._starts if now - t <= window)
+        return recent * 60.0 / window
+
+    def learn(self, headers: Mapping[str, str]) -> None:
+        """Adopt limits a server announces (``x-ratelimit-limit-requests``/``-tokens``)."""
+        limit = headers.get("x-ratelimit-limit-requests")
+        if limit and limit.isdigit() and self.requests_per_minute is None and int(limit) != self.learned_rpm:
+            self.learned_rpm = int(limit)
+            self._apply()
+        tlimit = headers.get("x-ratelimit-limit-tokens")
+        if tlimit and tlimit.isdigit() and self.tokens_per_minute is None:
+            self.tokens_per_minute = int(tlimit)
+            self._apply()
+        remaining = headers.get("x-ratelimit-remaining-requests")
+        if remaining == "0":
+            reset = parse_reset(headers.get("x-ratelimit-reset-requests"))
+            if reset:
+                until = time.monotonic() + reset
+                self._paused_until = max(self._paused_until, until)
+                self.requests.hold_until(until)
+
+
+class Limits:
+    """One :class:`KeyLimiter` per key, shared by every profile that resolves to it."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str, str], KeyLimiter] = {}
+
+    def get(
+        self,
+        key: tuple[str, str, str],
+        *,
+        max_concurrency: int,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+    ) -> KeyLimiter:
+        limiter = self._by_key.get(key)
+        if limiter is None:
+            limiter = KeyLimiter(max_concurrency, requests_per_minute, tokens_per_minute)
+            self._by_key[key] = limiter
+        return limiter
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_key.items())

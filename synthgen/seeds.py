@@ -1,0 +1,424 @@
+"""Seeds and personas: the facts a dataset is built from, loaded with errors that point at the line.
+
+Faculties write seeds by hand (YAML) or export them from a spreadsheet (CSV, often ``;``-separated and
+cp1252 on Windows), so every problem raises a ``SeedError`` naming the file, the line where the seed (or
+field) starts, the field and the fix. Ids key splits and provenance, so they must be unique and stable.
+
+Decisions: integer ids (``id: 12``) are accepted and stored as text, because YAML and spreadsheets produce
+them naturally; text fields are stripped; a seed's language is its own ``language``, else the file's
+top-level ``language``, else the ``language`` argument, else ``"es"``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import functools
+import hashlib
+import io
+import json
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+
+from synthgen.errors import SeedError
+
+__all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seeds_fingerprint"]
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{2}$")]
+
+
+def _int_to_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class SeedSource(BaseModel):
+    """Where the answer is written down, so a reviewer can check it (path relative to the seeds file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    document: Text
+    article: Text | None = None
+
+    _article_as_text = field_validator("article", mode="before")(_int_to_text)
+
+
+class Seed(BaseModel):
+    """One question with the answer the office would give: the unit of generation, splits and provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: Id
+    topic: Text
+    question: Text
+    answer: Text
+    language: Language = "es"
+    source: SeedSource | None = None
+    tags: tuple[Text, ...] = ()
+
+    _id_as_text = field_validator("id", mode="before")(_int_to_text)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: object) -> object:
+        """A spreadsheet cell holds tags as ``a|b`` or ``a, b``."""
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split("|" if "|" in value else ",") if t.strip())
+        return value
+
+
+with warnings.catch_warnings():  # `register` shadows ABCMeta.register on the class only; instances are fine
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+    class Persona(BaseModel):
+        """Who asks: the student simulator plays this person, so dialogues vary in register and urgency."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        id: Id
+        name: Text
+        situation: Text
+        register: Literal["informal", "neutral", "formal"] = "neutral"
+        urgency: Literal["baja", "media", "alta", "low", "medium", "high"] = "media"
+        typical_mistakes: tuple[Text, ...] = ()
+
+
+def seeds_fingerprint(seeds: Iterable[Seed]) -> str:
+    """sha256 of the seeds' canonical JSON, in order: the dataset card's proof of which seeds made it."""
+    rows = [seed.model_dump(mode="json") for seed in seeds]
+    payload = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
+    """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``."""
+    path = Path(path)
+    fmt = _format(path, {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".csv": "csv"})
+    file_language = None
+    if fmt == "csv":
+        records = _csv_records(path)
+    elif fmt == "jsonl":
+        records = _jsonl_records(path)
+    else:
+        records, file_language = _yaml_records(path, "seeds")
+    defaults = {"language": file_language or language or "es"}
+    return _validate(Seed, records, path, fmt, defaults)
+
+
+def load_personas(path: str | Path) -> list[Persona]:
+    """Load personas from a YAML file: ``{personas: [...]}`` or a bare list."""
+    path = Path(path)
+    fmt = _format(path, {".yaml": "yaml", ".yml": "yaml"})
+    records, _ = _yaml_records(path, "personas")
+    return _validate(Persona, records, path, fmt, {})
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+M = TypeVar("M", Seed, Persona)
+_META_KEYS = ("language", "name", "description", "version", "license", "notes")
+_CSV_COLUMNS = ("id", "topic", "question", "answer", "language", "source_document", "source_article", "tags")
+_CSV_OPTIONAL = ("language", "tags", "source_document", "source_article")
+_HINTS = {
+    "id": "use letters, digits and - _ . : only, e.g. 'matricula-plazos-01'",
+    "topic": "name the topic, e.g. 'matrícula'",
+    "question": "write the question as a student would ask it, or delete the {unit}",
+    "answer": "write the answer the office would give, or delete the {unit}",
+    "language": "use a two-letter ISO 639-1 code such as 'es' or 'en'",
+    "source": "write source as a mapping: {document: reglamento.md, article: '12'}",
+    "document": "name the document, relative to the seeds file",
+    "name": "give the persona a short name",
+    "situation": "describe who is asking and why",
+}
+
+
+@dataclass
+class _Record:
+    """One seed (or persona) as read, before validation: where it starts and its field path prefix."""
+
+    data: Any
+    line: int
+    prefix: str = ""  # "seeds[3]" in YAML; rows and JSONL lines are named by their line alone
+
+
+class _Map(dict[Any, Any]):
+    line: int
+    key_lines: dict[Any, int]
+
+
+class _Seq(list[Any]):
+    lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and lists remember the 1-based line of themselves, their keys and items."""
+
+
+def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
+    """Also refuse duplicate keys, which PyYAML would silently resolve to the last one."""
+    own = [key_node for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
+    result = _Map(loader.construct_mapping(node, deep=True))  # flattens merge keys (<<) into node.value
+    result.line = node.start_mark.line + 1
+    result.key_lines = {loader.construct_object(k): k.start_mark.line + 1 for k, _ in node.value}
+    seen: dict[Any, int] = {}
+    for key_node in own:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            problem = f"found duplicate key {key!r} (first at line {seen[key]})"
+            raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Seq:
+    result = _Seq(loader.construct_sequence(node, deep=True))
+    result.lines = [item.start_mark.line + 1 for item in node.value]
+    return result
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _format(path: Path, formats: dict[str, str]) -> str:
+    if not path.is_file():
+        hint = "paths in a recipe are resolved relative to the recipe file; on the command line, to the cwd"
+        raise SeedError("file not found", path=path, hint=hint)
+    if path.suffix.lower() not in formats:
+        hint = "use one of " + ", ".join(sorted(set(formats)))
+        raise SeedError(f"unsupported file type {path.suffix or '(no extension)'!r}", path=path, hint=hint)
+    return formats[path.suffix.lower()]
+
+
+def _read_text(path: Path, *, cp1252: bool = False) -> str:
+    """UTF-8 (BOM optional); spreadsheets saved by Excel on Windows may also be cp1252."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SeedError(f"cannot be read: {exc.strerror}", path=path) from None
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad, message = skip + exc.start, "is not UTF-8"
+    if cp1252:
+        try:
+            return data[skip:].decode("cp1252")
+        except UnicodeDecodeError as exc:  # report where the encoding that got further stopped
+            bad, message = max(bad, skip + exc.start), "is neither UTF-8 nor Windows-1252 (cp1252)"
+    message += f": byte 0x{data[bad]:02x} at byte offset {bad}"
+    raise SeedError(message, path=path, line=data.count(b"\n", 0, bad) + 1, hint="save the file as UTF-8")
+
+
+def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
+    fail = functools.partial(SeedError, path=path)
+    try:
+        doc = yaml.load(_read_text(path), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark else None
+        raise fail(
+            f"invalid YAML: {problem}", line=line, hint="check indentation, colons and quotes"
+        ) from None
+    example = f"write '{key}:' followed by a list of '- id: ...' entries"
+    if doc is None:
+        raise fail(f"is empty: no {key}", line=1, hint=example)
+    language, items, line = None, doc, 1
+    if isinstance(doc, _Map):
+        for name in doc:
+            if name not in (key, *_META_KEYS):
+                hint = _did_you_mean(str(name), (key, *_META_KEYS))
+                raise fail("unknown top-level key", line=doc.key_lines[name], field=str(name), hint=hint)
+        if key not in doc:
+            raise fail(f"has no '{key}:' list", line=doc.line, hint=example)
+        items, line, language = doc[key], doc.key_lines[key], doc.get("language")
+        if language is not None and not re.fullmatch(r"\s*[A-Za-z]{2}\s*", str(language)):
+            at, hint = doc.key_lines["language"], _HINTS["language"]
+            raise fail(
+                f"{language!r} is not a two-letter ISO 639-1 code", line=at, field="language", hint=hint
+            )
+    elif not isinstance(doc, _Seq):
+        raise fail(
+            f"must be a mapping with a '{key}:' list, or a list; not {_kind(doc)}", line=1, hint=example
+        )
+    if not isinstance(items, _Seq):
+        raise fail(f"must be a list, not {_kind(items)}", line=line, field=key, hint=example)
+    if not items:
+        raise fail(f"has no {key}", line=line, field=key, hint=example)
+    records = [
+        _Record(item, n, f"{key}[{i}]") for i, (item, n) in enumerate(zip(items, items.lines, strict=True))
+    ]
+    return records, language
+
+
+def _jsonl_records(path: Path) -> list[_Record]:
+    records = []
+    for n, raw in enumerate(_read_text(path).split("\n"), 1):  # not splitlines(): U+2028 is valid in JSON
+        if not raw.strip():
+            continue
+        try:
+            records.append(_Record(json.loads(raw), n))
+        except json.JSONDecodeError as exc:
+            hint = "one JSON object per line, double-quoted strings, no trailing commas"
+            raise SeedError(
+                f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=n, hint=hint
+            ) from None
+    if not records:
+        raise SeedError("is empty: no seeds", path=path, line=1, hint='write one {"id": ...} object per line')
+    return records
+
+
+def _delimiter(text: str) -> str:
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        found = csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
+        if found in header:
+            return found
+    except csv.Error:
+        pass
+    return max(",;\t", key=header.count)
+
+
+def _csv_records(path: Path) -> list[_Record]:
+    fail = functools.partial(SeedError, path=path)
+    text = _read_text(path, cp1252=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
+    rows, start = [], 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):  # skip blank rows and ";;;;" rows from spreadsheets
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        hint = 'close every quote you open; write a quote inside a quoted cell as ""'
+        raise fail(f"bad CSV quoting: {exc}", line=start, hint=hint) from None
+    known = "known columns: " + ", ".join(_CSV_COLUMNS)
+    if not rows:
+        raise fail("is empty: no header row", line=1, hint=known)
+    header_line, header = rows[0][0], [name.strip().lower() for name in rows[0][1]]
+    for name in header:
+        if name and name not in _CSV_COLUMNS:
+            raise fail("unknown column", line=header_line, field=name, hint=_did_you_mean(name, _CSV_COLUMNS))
+        if name and header.count(name) > 1:
+            raise fail("column appears twice", line=header_line, field=name, hint=known)
+    for name in ("id", "topic", "question", "answer"):
+        if name not in header:
+            raise fail("missing column", line=header_line, field=name, hint=known)
+    records = []
+    for line, row in rows[1:]:
+        data: dict[str, Any] = {}
+        for i, cell in enumerate(row):
+            name = header[i] if i < len(header) else ""
+            if not name and cell.strip():
+                message = f"has {len(row)} fields but the header has {len(header)}"
+                hint = "quote cells that contain the separator, or add a header for the extra column"
+                raise fail(message, line=line, hint=hint)
+            if name and (cell.strip() or name not in _CSV_OPTIONAL):  # an empty optional cell means "unset"
+                data[name] = cell
+        source = {
+            key: data.pop(f"source_{key}") for key in ("document", "article") if f"source_{key}" in data
+        }
+        records.append(_Record({**data, "source": source} if source else data, line))
+    if not records:
+        raise fail("has no seeds: only a header row", line=header_line, hint="add one row per seed")
+    return records
+
+
+# -- validating ---------------------------------------------------------------------------------------
+
+
+def _validate(
+    model: type[M], records: list[_Record], path: Path, fmt: str, defaults: dict[str, Any]
+) -> list[M]:
+    """Validate each record; refuse duplicate ids, naming both lines."""
+    unit = "row" if fmt == "csv" else "seed" if model is Seed else "persona"
+    out: list[M] = []
+    first_line: dict[str, int] = {}
+    for rec in records:
+        if not isinstance(rec.data, dict):
+            kind = "a JSON object" if fmt == "jsonl" else "a mapping of fields"
+            required = ", ".join(n for n, f in model.model_fields.items() if f.is_required())
+            message, field = f"must be {kind}, not {_kind(rec.data)}", rec.prefix or None
+            raise SeedError(message, path=path, line=rec.line, field=field, hint=f"give {required}")
+        try:
+            item = model.model_validate({**defaults, **rec.data})
+        except ValidationError as exc:
+            raise _translate(exc, rec, path, model, fmt, unit) from None
+        line = _line_of(rec, ("id",))
+        if item.id in first_line:
+            hint = f"first defined at line {first_line[item.id]}; give each {unit} its own id"
+            field = f"{rec.prefix}.id" if rec.prefix else "id"
+            raise SeedError(f"duplicate id {item.id!r}", path=path, line=line, field=field, hint=hint)
+        first_line[item.id] = line
+        out.append(item)
+    return out
+
+
+def _translate(
+    exc: ValidationError, rec: _Record, path: Path, model: type[BaseModel], fmt: str, unit: str
+) -> SeedError:
+    """Turn pydantic's first error (an unknown field first: it explains a 'missing' twin) into our words."""
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc, kind, value = err["loc"], err["type"], err.get("input")
+    name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    if fmt == "csv":
+        name = name.replace("source.", "source_")
+    last = str(next((p for p in reversed(loc) if isinstance(p, str)), name))
+    hint = _HINTS.get(last, "").replace("{unit}", unit) or None
+    if kind == "extra_forbidden":
+        known = SeedSource.model_fields if loc[0] == "source" and len(loc) > 1 else model.model_fields
+        message, hint = "unknown field", _did_you_mean(last, list(known))
+    elif kind == "missing":
+        message = "is required"
+        hint = f"fill the '{name}' column" if fmt == "csv" else f"add '{last}: ...' to this {unit}"
+    elif kind == "string_too_short":
+        message = "is empty"
+    elif kind == "string_pattern_mismatch" and last == "id":
+        message = f"{value!r} has characters other than letters, digits and - _ . :"
+    elif kind == "string_pattern_mismatch":
+        message = f"{value!r} is not a two-letter ISO 639-1 code"
+    elif kind == "literal_error":
+        message, hint = f"{value!r} is not allowed", f"use one of {err.get('ctx', {}).get('expected')}"
+    elif kind.endswith("_type"):
+        expected = {"string_type": "text", "tuple_type": "a list of text"}.get(kind, "a mapping")
+        message = f"must be {expected}, not {_kind(value)}"
+        if fmt == "yaml" and kind == "string_type" and not isinstance(value, (dict, list, type(None))):
+            hint = f"put the value in quotes: YAML read it as {_kind(value)}"
+    else:
+        message = err["msg"]
+    field = f"{rec.prefix}.{name}" if rec.prefix else name
+    return SeedError(message, path=path, line=_line_of(rec, loc), field=field, hint=hint)
+
+
+def _line_of(rec: _Record, loc: Iterable[Any]) -> int:
+    """The line of the deepest key or item of ``loc`` that YAML marked; else where the record starts."""
+    line, node = rec.line, rec.data
+    for part in loc:
+        if isinstance(node, _Map) and part in node.key_lines:
+            line, node = node.key_lines[part], node[part]
+        elif isinstance(node, _Seq) and isinstance(part, int) and part < len(node):
+            line, node = node.lines[part], node[part]
+        else:
+            break
+    return line
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a true/false value"
+    names = {int: "a number", float: "a number", str: "text", dict: "a mapping", list: "a list"}
+    return next((n for t, n in names.items() if isinstance(value, t)), f"a {type(value).__name__}")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + "known: " + ", ".join(known)
