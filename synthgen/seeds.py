@@ -34,7 +34,7 @@ __all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seed
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{2}$")]
+Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z]{2}$")]
 
 
 def _int_to_text(value: object) -> object:
@@ -100,13 +100,10 @@ def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
     """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``."""
     path = Path(path)
     fmt = _format(path, {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".csv": "csv"})
-    file_language = None
-    if fmt == "csv":
-        records = _csv_records(path)
-    elif fmt == "jsonl":
-        records = _jsonl_records(path)
-    else:
+    if fmt == "yaml":
         records, file_language = _yaml_records(path, "seeds")
+    else:
+        records, file_language = (_csv_records if fmt == "csv" else _jsonl_records)(path), None
     defaults = {"language": file_language or language or "es"}
     return _validate(Seed, records, path, fmt, defaults)
 
@@ -122,7 +119,6 @@ def load_personas(path: str | Path) -> list[Persona]:
 # -- reading ------------------------------------------------------------------------------------------
 
 M = TypeVar("M", Seed, Persona)
-_META_KEYS = ("language", "name", "description", "version", "license", "notes")
 _CSV_COLUMNS = ("id", "topic", "question", "answer", "language", "source_document", "source_article", "tags")
 _CSV_OPTIONAL = ("language", "tags", "source_document", "source_article")
 _HINTS = {
@@ -132,6 +128,7 @@ _HINTS = {
     "answer": "write the answer the office would give, or delete the {unit}",
     "language": "use a two-letter ISO 639-1 code such as 'es' or 'en'",
     "source": "write source as a mapping: {document: reglamento.md, article: '12'}",
+    "tags": "write tags as a list of short words, e.g. [plazos, matrícula]",
     "document": "name the document, relative to the seeds file",
     "name": "give the persona a short name",
     "situation": "describe who is asking and why",
@@ -164,15 +161,13 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
     """Also refuse duplicate keys, which PyYAML would silently resolve to the last one."""
     own = [key_node for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
     result = _Map(loader.construct_mapping(node, deep=True))  # flattens merge keys (<<) into node.value
-    result.line = node.start_mark.line + 1
-    result.key_lines = {loader.construct_object(k): k.start_mark.line + 1 for k, _ in node.value}
-    seen: dict[Any, int] = {}
-    for key_node in own:
+    result.line, result.key_lines = node.start_mark.line + 1, {}
+    for key_node in own:  # keys merged in from elsewhere keep no line: errors fall back to the mapping's
         key = loader.construct_object(key_node)
-        if key in seen:
-            problem = f"found duplicate key {key!r} (first at line {seen[key]})"
+        if key in result.key_lines:
+            problem = f"found duplicate key {key!r} (first at line {result.key_lines[key]})"
             raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
+        result.key_lines[key] = key_node.start_mark.line + 1
     return result
 
 
@@ -222,39 +217,33 @@ def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
         doc = yaml.load(_read_text(path), Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark else None
-        raise fail(
-            f"invalid YAML: {problem}", line=line, hint="check indentation, colons and quotes"
-        ) from None
+        line, context = mark.line + 1 if mark else None, getattr(exc, "context", None)
+        at = getattr(exc, "context_mark", None)
+        if context and at and at.line + 1 != line:  # e.g. where the unterminated quote opened
+            problem += f" ({context} that started at line {at.line + 1})"
+        hint = "keep one of them" if "duplicate key" in problem else "check indentation, colons, quotes"
+        raise fail(f"invalid YAML: {problem}", line=line, hint=hint) from None
     example = f"write '{key}:' followed by a list of '- id: ...' entries"
     if doc is None:
         raise fail(f"is empty: no {key}", line=1, hint=example)
     language, items, line = None, doc, 1
     if isinstance(doc, _Map):
-        for name in doc:
-            if name not in (key, *_META_KEYS):
-                hint = _did_you_mean(str(name), (key, *_META_KEYS))
-                raise fail("unknown top-level key", line=doc.key_lines[name], field=str(name), hint=hint)
-        if key not in doc:
-            raise fail(f"has no '{key}:' list", line=doc.line, hint=example)
+        if key not in doc:  # other top-level keys (name, description, ...) are free-form metadata
+            close = difflib.get_close_matches(key, [str(k) for k in doc], n=1)
+            hint = f"rename {close[0]!r} to '{key}'" if close else example
+            raise fail(f"has no '{key}:' list", line=doc.line, hint=hint)
         items, line, language = doc[key], doc.key_lines[key], doc.get("language")
         if language is not None and not re.fullmatch(r"\s*[A-Za-z]{2}\s*", str(language)):
-            at, hint = doc.key_lines["language"], _HINTS["language"]
-            raise fail(
-                f"{language!r} is not a two-letter ISO 639-1 code", line=at, field="language", hint=hint
-            )
+            at, message = doc.key_lines["language"], f"{language!r} is not a two-letter ISO 639-1 code"
+            raise fail(message, line=at, field="language", hint=_HINTS["language"])
     elif not isinstance(doc, _Seq):
-        raise fail(
-            f"must be a mapping with a '{key}:' list, or a list; not {_kind(doc)}", line=1, hint=example
-        )
+        raise fail(f"must be a '{key}:' mapping or a list, not {_kind(doc)}", line=1, hint=example)
     if not isinstance(items, _Seq):
         raise fail(f"must be a list, not {_kind(items)}", line=line, field=key, hint=example)
     if not items:
         raise fail(f"has no {key}", line=line, field=key, hint=example)
-    records = [
-        _Record(item, n, f"{key}[{i}]") for i, (item, n) in enumerate(zip(items, items.lines, strict=True))
-    ]
-    return records, language
+    lines = items.lines
+    return [_Record(item, lines[i], f"{key}[{i}]") for i, item in enumerate(items)], language
 
 
 def _jsonl_records(path: Path) -> list[_Record]:
@@ -266,9 +255,8 @@ def _jsonl_records(path: Path) -> list[_Record]:
             records.append(_Record(json.loads(raw), n))
         except json.JSONDecodeError as exc:
             hint = "one JSON object per line, double-quoted strings, no trailing commas"
-            raise SeedError(
-                f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=n, hint=hint
-            ) from None
+            message = f"invalid JSON: {exc.msg} (column {exc.colno})"
+            raise SeedError(message, path=path, line=n, hint=hint) from None
     if not records:
         raise SeedError("is empty: no seeds", path=path, line=1, hint='write one {"id": ...} object per line')
     return records
@@ -321,9 +309,7 @@ def _csv_records(path: Path) -> list[_Record]:
                 raise fail(message, line=line, hint=hint)
             if name and (cell.strip() or name not in _CSV_OPTIONAL):  # an empty optional cell means "unset"
                 data[name] = cell
-        source = {
-            key: data.pop(f"source_{key}") for key in ("document", "article") if f"source_{key}" in data
-        }
+        source = {k: data.pop(f"source_{k}") for k in ("document", "article") if f"source_{k}" in data}
         records.append(_Record({**data, "source": source} if source else data, line))
     if not records:
         raise fail("has no seeds: only a header row", line=header_line, hint="add one row per seed")
@@ -334,7 +320,7 @@ def _csv_records(path: Path) -> list[_Record]:
 
 
 def _validate(
-    model: type[M], records: list[_Record], path: Path, fmt: str, defaults: dict[str, Any]
+    model: type[M], records: list[_Record], path: Path, fmt: str, defaults: dict[str, str]
 ) -> list[M]:
     """Validate each record; refuse duplicate ids, naming both lines."""
     unit = "row" if fmt == "csv" else "seed" if model is Seed else "persona"
@@ -361,7 +347,7 @@ def _validate(
 
 
 def _translate(
-    exc: ValidationError, rec: _Record, path: Path, model: type[BaseModel], fmt: str, unit: str
+    exc: ValidationError, rec: _Record, path: Path, model: type[M], fmt: str, unit: str
 ) -> SeedError:
     """Turn pydantic's first error (an unknown field first: it explains a 'missing' twin) into our words."""
     err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
@@ -376,7 +362,8 @@ def _translate(
         message, hint = "unknown field", _did_you_mean(last, list(known))
     elif kind == "missing":
         message = "is required"
-        hint = f"fill the '{name}' column" if fmt == "csv" else f"add '{last}: ...' to this {unit}"
+        hints = {"csv": f"fill the '{name}' column", "jsonl": f'add "{last}": ... to this object'}
+        hint = hints.get(fmt, f"add '{last}: ...' to this {unit}")
     elif kind == "string_too_short":
         message = "is empty"
     elif kind == "string_pattern_mismatch" and last == "id":
@@ -392,7 +379,7 @@ def _translate(
             hint = f"put the value in quotes: YAML read it as {_kind(value)}"
     else:
         message = err["msg"]
-    field = f"{rec.prefix}.{name}" if rec.prefix else name
+    field = f"{rec.prefix}.{name}".lstrip(".").replace(".[", "[")
     return SeedError(message, path=path, line=_line_of(rec, loc), field=field, hint=hint)
 
 
@@ -410,12 +397,11 @@ def _line_of(rec: _Record, loc: Iterable[Any]) -> int:
 
 
 def _kind(value: object) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "a true/false value"
-    names = {int: "a number", float: "a number", str: "text", dict: "a mapping", list: "a list"}
-    return next((n for t, n in names.items() if isinstance(value, t)), f"a {type(value).__name__}")
+    """How YAML or JSON read a value, in the user's words (``yes`` is a yes/no value in YAML)."""
+    kinds: list[tuple[type | tuple[type, ...], str]] = [(bool, "a yes/no value"), ((int, float), "a number")]
+    kinds += [(str, "text"), (dict, "a mapping"), (list, "a list")]
+    found = (name for types, name in kinds if isinstance(value, types))
+    return "empty" if value is None else next(found, f"a {type(value).__name__}")
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
