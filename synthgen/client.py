@@ -250,12 +250,13 @@ class ChatClient:
         """
         key = self.request_key(messages, profile, schema, sample, version)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self.meter.cache_hits += 1
             parsed = schema.model_validate_json(hit["content"]) if schema else None
+            usage = TokenUsage(**hit["usage"])
+            self.meter.record_cached(hit["model"], usage)
             return Completion(
                 content=hit["content"], parsed=parsed, model=hit["model"],
                 system_fingerprint=hit.get("system_fingerprint"), finish_reason=hit["finish_reason"],
-                usage=TokenUsage(**hit["usage"]), cached=True, attempts=0, key=key,
+                usage=usage, cached=True, attempts=0, key=key,
             )
         conversation = list(messages)
         params = self._params(profile, schema, sample)

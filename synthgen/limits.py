@@ -87,7 +87,10 @@ class KeyLimiter:
     def _apply(self) -> None:
         rpm = self.known_rpm
         if rpm:
+            first = self.requests.rate is None
             self.requests.rate = min(rpm * _HEADROOM, max(rpm - 1, 0.5)) / 60.0
+            if first and self._starts:  # requests sent before the limit was known count against it
+                self.requests.hold_until(self._starts[-1] + 1.0 / self.requests.rate)
         if self.tokens_per_minute:
             self.tokens.rate = self.tokens_per_minute * _HEADROOM / 60.0
             self.tokens.burst = self.tokens_per_minute * (1 - _HEADROOM)
@@ -127,16 +130,17 @@ class KeyLimiter:
         seconds = max(seconds, 0.01) * (1.0 + random.random() * 0.25)
         until = time.monotonic() + seconds
         self._paused_until = max(self._paused_until, until)
-        if self.requests_per_minute is None and self.learned_rpm is None:
-            self.learned_rpm = max(1, int(self._recent_rpm() * 0.9))
+        recent = self._recent_starts()
+        if self.requests_per_minute is None and self.learned_rpm is None and recent >= 20:
+            # the server announced nothing: pace at 90% of what it just refused (10 s sample)
+            self.learned_rpm = max(1, int(recent * 6 * 0.9))
             self._apply()
         self.requests.hold_until(until)
         return seconds
 
-    def _recent_rpm(self, window: float = 10.0) -> float:
+    def _recent_starts(self, window: float = 10.0) -> int:
         now = time.monotonic()
-        recent = sum(1 for t in self._starts if now - t <= window)
-        return recent * 60.0 / window
+        return sum(1 for t in self._starts if now - t <= window)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adopt limits a server announces (``x-ratelimit-limit-requests``/``-tokens``)."""

@@ -8,7 +8,8 @@ plausibly:
 
 * text and answer-like fields: the sentences of the request's ``<facts>`` block (else its system
   turn) that best overlap the last user turn;
-* question-like fields: a reworded question found in the request;
+* question-like fields: the ``<seed_question>`` block reworded when the ``<history>`` block is
+  empty, else a follow-up question;
 * score-like fields: when the request holds ``<reference>`` and ``<answer>`` blocks, the word
   overlap of the two, so grounded answers outscore ungrounded ones as a real judge's would.
 """
@@ -81,12 +82,13 @@ class _Request:
         users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
         self.last_user = users[-1] if users else ""
         self.turns = len(users)
+        self.history = (_block(self.text, "history") or "").strip()
         self.language = _language(self.text)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + sample.encode()).digest()
         self.rng = random.Random(int.from_bytes(digest[:8], "big"))
 
     def answer(self) -> str:
-        facts = _block(self.text, "facts") or self.system
+        facts = re.sub(r"<[^<>]*>", "\n", _block(self.text, "facts") or self.system)
         sentences = [s.strip() for s in _SENTENCE.split(facts) if len(s.strip()) > 20 and not s.strip().startswith("<")]
         question = _words(self.last_user)
         scored = sorted(
@@ -98,12 +100,11 @@ class _Request:
         return " ".join(s for _, s in scored[:keep])
 
     def question(self) -> str:
-        if self.turns > 1 and "<history>" not in self.text:
+        if self.history:
             return self.rng.choice(_FOLLOWUPS[self.language])
-        questions = [q.strip() for q in re.findall(r"[¿]?[^.?!\n¿<>]{12,}\?", self.text)]
-        if not questions:
-            return self.rng.choice(_FOLLOWUPS[self.language])
-        base = questions[self.rng.randrange(len(questions))] if self.turns > 1 else questions[0]
+        seed = _block(self.text, "seed_question") or self.last_user
+        questions = [q.strip() for q in re.findall(r"[¿]?[^.?!\n¿<>]{12,}\?", seed)] or [seed.strip()]
+        base = self.rng.choice(questions) or self.rng.choice(_FOLLOWUPS[self.language])
         opener = self.rng.choice(_OPENERS[self.language])
         return opener + base[0].lower() + base[1:]
 
@@ -155,7 +156,7 @@ class _Request:
             return round(value) if kind == "integer" else round(value, 2)
         if kind == "boolean":
             if any(k in name.lower() for k in ("satisf", "done", "stop", "finish", "end")):
-                return self.turns >= 2 and self.rng.random() < 0.5
+                return self.history.count("\n") >= 2 and self.rng.random() < 0.5
             return self.rng.random() < 0.5
         if kind == "null":
             return None

@@ -62,7 +62,7 @@ class ModelProfile(BaseModel):
     timeout: float = Field(default=120.0, gt=0, description="seconds per attempt")
     max_attempts: int = Field(default=8, ge=1, le=50)
     max_retry_seconds: float = Field(default=600.0, gt=0)
-    max_reasks: int = Field(default=2, ge=0, le=10)
+    max_reasks: int = Field(default=3, ge=0, le=10)
     prices: Prices | None = None
     http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
 

@@ -24,6 +24,7 @@ __all__ = [
     "UsageMeter",
     "cost_usd",
     "count_tokens",
+    "count_message_tokens",
     "price_for",
 ]
 
@@ -108,6 +109,7 @@ class UsageMeter:
     max_usd: float | None = None
     by_model: dict[str, TokenUsage] = field(default_factory=dict)
     cache_hits: int = 0
+    cached_by_model: dict[str, TokenUsage] = field(default_factory=dict)
     unpriced_models: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -117,6 +119,12 @@ class UsageMeter:
             self.unpriced_models.add(model)
         with self._lock:
             self.by_model.setdefault(model, TokenUsage()).add(usage)
+
+    def record_cached(self, model: str, usage: TokenUsage) -> None:
+        """An answer served from the cache: its tokens were paid for in an earlier run."""
+        with self._lock:
+            self.cache_hits += 1
+            self.cached_by_model.setdefault(model, TokenUsage()).add(usage)
 
     def total(self) -> TokenUsage:
         total = TokenUsage()
@@ -138,6 +146,7 @@ class UsageMeter:
             "by_model": {m: asdict(u) for m, u in sorted(self.by_model.items())},
             "total": {**asdict(total), "total_tokens": total.total_tokens},
             "cache_hits": self.cache_hits,
+            "cached_by_model": {m: asdict(u) for m, u in sorted(self.cached_by_model.items())},
             "unpriced_models": sorted(self.unpriced_models),
         }
 

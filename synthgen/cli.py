@@ -1,0 +1,184 @@
+"""The ``synthgen`` command: a thin shell over the Python API.
+
+Each command calls one API function; one mapper turns a :class:`SynthgenError` into its message on
+stderr and exit code 2 (bad input) or 1 (runtime failure). Ctrl-C exits 130 and says how to resume.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import SynthgenError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SynthgenError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.secho("interrupted: finished items are journaled; run the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="synthgen")
+def main() -> None:
+    """Turn a handful of expert Q&A pairs into a domain assistant's training data.
+
+    \b
+    Example (no API key needed):
+      synthgen validate recipes/offline-demo/recipe.yaml
+      synthgen run recipes/offline-demo/recipe.yaml --offline --out runs/demo
+      synthgen report runs/demo
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--language", default="es", show_default=True, help="Language of seeds and prompts (es, en).")
+@_errors
+def init(directory: Path, language: str) -> None:
+    """Scaffold seeds, personas and a recipe for a new faculty in DIRECTORY.
+
+    \b
+    Example:
+      synthgen init my-faculty --language es
+    """
+    from .scaffold import scaffold
+
+    created = scaffold(directory, language=language)
+    for path in created:
+        click.echo(f"created {path}")
+    click.echo(f"next: edit the seeds, then `synthgen validate {directory / 'recipe.yaml'}`")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@_errors
+def validate(recipe: Path) -> None:
+    """Check RECIPE offline: schema, paths, seeds, generator configs, templates (dry-rendered).
+
+    \b
+    Example:
+      synthgen validate recipes/faculty-sciences-es/recipe.yaml
+    """
+    from .validate import validate_recipe
+
+    summary = validate_recipe(recipe)
+    click.echo(summary)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--pilot", type=click.IntRange(min=1), help="Run N real items per step and extrapolate.")
+@click.option("--offline", is_flag=True, help="Simulate with the embedded offline provider.")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@_errors
+def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> None:
+    """Planned calls, tokens and USD per step and model, before spending.
+
+    \b
+    Example:
+      synthgen estimate recipes/faculty-sciences-es/recipe.yaml --pilot 5
+    """
+    from .estimate import estimate as estimate_recipe
+    from .recipe import load_recipe
+
+    result = estimate_recipe(load_recipe(recipe), pilot=pilot, offline=offline)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(f"method: {result.method}; tokens counted with {result.token_counter}")
+    for name, step in result.steps.items():
+        click.echo(f"{name}: {step.items} items, ~{step.calls:.0f} calls, ~{step.prompt_tokens:.0f} prompt + "
+                   f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}")
+        for model, m in step.by_model.items():
+            click.echo(f"  {model}: ~{m['calls']:.0f} calls, ~${m['usd']:.2f}")
+    click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR (default runs/<name>).")
+@click.option("--offline", is_flag=True, help="Use the embedded offline provider (no key, no network).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N work items per step.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Override every profile's max_concurrency.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask when the estimate exceeds the budget.")
+@_errors
+def run(recipe: Path, out: Path | None, offline: bool, limit: int | None, concurrency: int | None,
+        no_cache: bool, yes: bool) -> None:
+    """Generate the recipe's datasets into RUN_DIR; re-running on the same RUN_DIR resumes.
+
+    \b
+    Example:
+      synthgen run recipes/offline-demo/recipe.yaml --offline --out runs/demo
+    """
+    from .estimate import estimate as estimate_recipe
+    from .recipe import load_recipe
+    from .runner import run as run_recipe
+
+    loaded = load_recipe(recipe)
+    out = out or Path("runs") / loaded.name
+    budget = loaded.budget.max_usd
+    if budget is not None and not offline and not yes:
+        planned = estimate_recipe(loaded)
+        if planned.usd > budget and not click.confirm(
+            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; generation stops at the budget. "
+            "Continue?", default=False,
+        ):
+            sys.exit(1)
+    result = run_recipe(loaded, out=out, offline=offline, limit=limit, concurrency=concurrency,
+                        use_cache=not no_cache, progress=sys.stderr.isatty())
+    for name, c in result.steps.items():
+        click.echo(f"{name}: {c.rows} rows from {c.items} items ({c.failed} failed, {c.rejected} rejected, "
+                   f"{c.not_started} not started)")
+    click.echo(f"cost ${result.cost_usd:.4f}; {result.usage['total']['total_tokens']} tokens; "
+               f"{result.usage['cache_hits']} cache hits")
+    if result.budget["exhausted"]:
+        click.secho("budget reached: nothing new was scheduled; what was paid for is in the dataset", fg="yellow")
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_errors
+def report(run_dir: Path) -> None:
+    """Summarise a RUN_DIR: counts, rejections, tokens and cost.
+
+    \b
+    Example:
+      synthgen report runs/demo
+    """
+    from .report import summary
+
+    click.echo(summary(run_dir))
+
+
+@main.command()
+@_errors
+def generators() -> None:
+    """List installed generators (entry point group synthgen.generators) with their versions."""
+    from .registry import available_generators
+
+    for name, cls in available_generators().items():
+        click.echo(f"{name:<14} v{cls.version:<6} {cls.output:<6} {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

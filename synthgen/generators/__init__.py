@@ -1,0 +1,1 @@
+"""Built-in generators; registered through the ``synthgen.generators`` entry points like any plugin."""

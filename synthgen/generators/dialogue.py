@@ -1,0 +1,229 @@
+"""The ``dialogue`` generator: UltraChat-style simulated conversations, grounded in the seed facts.
+
+A student simulator (playing a persona) rewords a seed question and asks follow-ups; an assistant
+answers from a ``<facts>`` block holding the seed and a few seeds of the same topic. The published
+row carries only the recipe's deployment system prompt (closed-book), so the trained model learns
+to answer without the facts; ``grounding: in_context`` publishes the facts too.
+
+Every call uses ``sample=0``: each item's prompts differ (persona, conversation number, history),
+so cached answers are per item and a re-run reproduces the dataset. All randomness comes from
+``item.rng()``, drawn in a fixed order, never from completion order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import ConfigError
+from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
+from ..records import ChatMessage, DialogueRow, prompt_id
+from ..seeds import Persona, Seed
+
+__all__ = ["DialogueGenerator", "StudentTurn", "facts_block"]
+
+MAX_TURNS = 12
+_LANGUAGE_NAMES = {
+    "es": "español", "en": "English", "ca": "català", "gl": "galego", "eu": "euskara",
+    "pt": "português", "fr": "français", "it": "italiano", "de": "Deutsch",
+}  # fmt: skip
+# Speaker labels of the <history> block, in the student template's language (the student is "you").
+_LABELS = {"es": ("Tú", "Asistente"), "en": ("You", "Assistant")}
+_NONE = {"es": "(ninguna)", "en": "(none)"}
+_DEFAULT_PERSONA = {
+    "es": Persona(
+        id="default",
+        name="Estudiante de la Facultad",
+        register="neutral",
+        urgency="media",
+        situation="Estudiante de grado de la Facultad con una duda administrativa concreta.",
+    ),
+    "en": Persona(
+        id="default",
+        name="Student of the Faculty",
+        register="neutral",
+        urgency="medium",
+        situation="An undergraduate student of the Faculty with a specific administrative question.",
+    ),
+}
+
+
+class StudentTurn(BaseModel):
+    """The student simulator's structured answer: the next message and whether it has more to ask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(description="the student's next message, in character")
+    satisfied: bool = Field(description="true when the student has no further questions")
+
+
+def facts_block(seeds: Sequence[Seed]) -> str:
+    """The ``<facts>`` block: the assistant's grounding, and the published context under ``in_context``.
+
+    Each question sits in a ``<fact question="...">`` tag (language-neutral, plainly not text to quote),
+    so answers quote the facts rather than echo the questions; the offline provider skips lines starting
+    with ``<`` (a question of several sentences still leaks a fragment there until it strips tags).
+    """
+    facts = [f'<fact question="{s.question.replace(chr(34), chr(39))}">\n{s.answer}\n</fact>' for s in seeds]
+    return "<facts>\n" + "\n".join(facts) + "\n</facts>"
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.casefold().split()).strip(" ¿?¡!.")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class DialogueGenerator(Generator):
+    """Simulated student<->assistant conversations (``sft`` rows), one per seed x ``per_seed``."""
+
+    name = "dialogue"
+    version = "1"
+    output = "sft"
+    description = "UltraChat-style student/assistant dialogues grounded in the seed facts"
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        per_seed: int = Field(default=4, ge=1, le=1000, description="dialogues per seed")
+        turns: tuple[int, int] = Field(default=(2, 4), description="min and max number of student turns")
+        student: str = Field(default="student", description="model profile of the student simulator")
+        assistant: str = Field(default="assistant", description="model profile of the assistant")
+        related_seeds: int = Field(default=3, ge=0, description="other seeds of the topic added to the facts")
+        personas: list[str] | None = Field(default=None, description="restrict to these persona ids")
+
+        @field_validator("turns")
+        @classmethod
+        def _turn_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+            low, high = value
+            if not 1 <= low <= high <= MAX_TURNS:
+                raise ValueError(
+                    f"turns must be [min, max] with 1 <= min <= max <= {MAX_TURNS}, got [{low}, {high}]"
+                )
+            return value
+
+    config: Config
+
+    def profiles_used(self) -> list[str]:
+        return [self.config.student, self.config.assistant]
+
+    def prompt_roles(self) -> list[str]:
+        return ["student", "assistant"]
+
+    def plan(
+        self,
+        seeds: Sequence[Seed],
+        splits: Mapping[str, str],
+        recipe_seed: int,
+        step: str,
+        upstream: Sequence[Mapping[str, Any]] = (),
+    ) -> list[WorkItem]:
+        """``per_seed`` items per seed; related facts come only from the seed's own split, so a test
+        seed's answer never reaches a training dialogue."""
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for s in seeds:
+            groups[s.topic, splits[s.id]].append(s.id)
+        items = []
+        for seed in seeds:
+            split = splits[seed.id]
+            related = sorted(i for i in groups[seed.topic, split] if i != seed.id)
+            for k in range(self.config.per_seed):
+                item_id = f"{seed.id}/{k}"
+                rng_seed = item_seed(recipe_seed, step, item_id)
+                payload = {"related": related, "variant": k}
+                items.append(WorkItem(item_id, (seed.id,), split, rng_seed, payload))
+        return items
+
+    async def generate(self, item: WorkItem, ctx: GeneratorContext) -> list[dict[str, Any]]:
+        cfg = self.config
+        seed = ctx.seeds[item.seed_ids[0]]
+        template_language = ctx.prompts.get("student").language
+        rng = item.rng()  # draw order is part of the dataset's identity: persona, turns, related seeds
+        persona = rng.choice(self._personas(ctx, template_language))
+        n_turns = rng.randint(*cfg.turns)
+        candidates = item.payload.get("related")
+        if candidates is None:  # an item not made by plan(): any other seed of the topic
+            candidates = [s.id for s in ctx.by_topic(seed.topic)]
+        pool = sorted(i for i in candidates if i in ctx.seeds and i != seed.id)
+        related = [ctx.seeds[i] for i in rng.sample(pool, min(cfg.related_seeds, len(pool)))]
+
+        facts = facts_block([seed, *related])
+        language = _LANGUAGE_NAMES.get(ctx.language, ctx.language)
+        system_values = {"system_prompt": ctx.system_prompt, "facts": facts, "language": language}
+        system = {"role": "system", "content": ctx.prompts.render("assistant", **system_values)}
+        none = _NONE.get(template_language, "-")
+        student_values = {
+            "persona_name": persona.name,
+            "persona_situation": persona.situation,
+            "persona_register": persona.register,
+            "persona_urgency": persona.urgency,
+            "persona_mistakes": "; ".join(persona.typical_mistakes) or none,
+            "seed_question": seed.question,
+            "related_questions": "\n".join(f"- {s.question}" for s in related) or none,
+            "variant": int(item.payload.get("variant", 0)) + 1,
+            "language": language,
+        }
+        you, assistant = _LABELS.get(template_language, _LABELS["en"])
+        labels = {"user": you, "assistant": assistant}
+
+        conversation: list[dict[str, str]] = []
+        model = ""
+        while len(conversation) // 2 < n_turns:
+            history = "\n".join(f"{labels[m['role']]}: {_one_line(m['content'])}" for m in conversation)
+            prompt = ctx.prompts.render("student", **student_values, history=history)
+            turn = await self._student(ctx, prompt, sample=0)
+            if not conversation and _normalized(turn.message) == _normalized(seed.question):
+                turn = await self._student(ctx, prompt, sample=1)
+                if _normalized(turn.message) == _normalized(seed.question):
+                    raise Rejected("verbatim_seed_question", seed.id)
+            if turn.satisfied and len(conversation) // 2 >= cfg.turns[0]:
+                break
+            conversation.append({"role": "user", "content": turn.message.strip()})
+            reply = await ctx.complete([system, *conversation], profile=cfg.assistant)
+            if not reply.content.strip():
+                raise Rejected("empty_turn", "assistant")
+            conversation.append({"role": "assistant", "content": reply.content.strip()})
+            model = reply.model
+
+        published = ctx.system_prompt if ctx.grounding == "closed_book" else f"{ctx.system_prompt}\n\n{facts}"
+        messages = [ChatMessage(role="system", content=published)]
+        row = DialogueRow(
+            messages=messages + [ChatMessage.model_validate(m) for m in conversation],
+            prompt_id=prompt_id(conversation[0]["content"]),
+            dialogue_id=hashlib.sha256(f"{ctx.step}/{item.id}".encode()).hexdigest()[:16],
+            seed_ids=[seed.id, *(s.id for s in related)],
+            topic=seed.topic,
+            persona=persona.id,
+            generator=self.name,
+            model=model,
+        )
+        return [row.model_dump()]
+
+    async def _student(self, ctx: GeneratorContext, prompt: str, *, sample: int) -> StudentTurn:
+        request = [{"role": "user", "content": prompt}]
+        profile = self.config.student
+        completion = await ctx.complete(request, profile=profile, schema=StudentTurn, sample=sample)
+        turn: StudentTurn = completion.parsed
+        if not turn.message.strip():
+            raise Rejected("empty_turn", "student")
+        return turn
+
+    def _personas(self, ctx: GeneratorContext, language: str) -> list[Persona]:
+        wanted = self.config.personas
+        if wanted is None:
+            return list(ctx.personas) or [_DEFAULT_PERSONA.get(language, _DEFAULT_PERSONA["en"])]
+        known = {p.id for p in ctx.personas}
+        missing = [p for p in wanted if p not in known]
+        if missing or not wanted:
+            raise ConfigError(
+                f"unknown persona id(s): {', '.join(missing) or '(empty list)'}",
+                field="config.personas",
+                hint=f"known: {', '.join(sorted(known)) or 'none (add a personas file to the recipe)'}",
+            )
+        return [p for p in ctx.personas if p.id in wanted]

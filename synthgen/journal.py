@@ -1,0 +1,62 @@
+"""Append-only JSONL journal per step: what makes a run resumable after Ctrl-C, a crash or SIGKILL.
+
+Each finished work item is one line, flushed as soon as it is known: ``ok`` with its rows (and the
+rows the quality filters rejected), ``failed`` with a reason, or ``rejected`` with a reason. A torn
+last line (a kill mid-write) is ignored on read, so that item simply runs again; its paid calls are
+answered by the response cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["Journal"]
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Complete entries, last write of an item wins; a torn trailing line is skipped."""
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        return {e["item"]: e for e in self.entries()}
+
+    def append(self, entry: dict[str, Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate_torn_tail()
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None

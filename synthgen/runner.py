@@ -1,0 +1,375 @@
+"""The runner: a recipe becomes a RUN_DIR, resumably.
+
+Splits are assigned per seed before anything is generated (stratified by topic, from the recipe
+seed) and reused by every step and by evaluation, so no seed's paraphrases sit in both train and
+test. Each step plans its work items, runs them on one event loop under the client's limits, and
+journals every finished item at once; re-running on the same RUN_DIR skips journaled items and
+refuses when the recipe's fingerprint changed. Finalize writes the Hub-layout dataset atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from . import __version__
+from .cache import ResponseCache
+from .client import ChatClient
+from .errors import CompletionFailed, ResumeError, SynthgenError
+from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
+from .journal import Journal
+from .limits import Limits
+from .dedup import NearDuplicates, dedup_text
+from .quality import check_dialogue, check_preference
+from .recipe import Recipe, Step
+from .records import DialogueRow, PreferenceRow
+from .rundir import write_run_dir
+from .seeds import Seed
+from .settings import cache_path
+from .usage import TOKEN_COUNTER, UsageMeter
+
+__all__ = ["RunResult", "StepCounts", "assign_splits", "context_for", "run"]
+
+STATE_DIR = ".synthgen"
+
+
+def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int) -> dict[str, str]:
+    """Per-seed train/test, stratified by topic; a topic with one seed stays in train."""
+    splits: dict[str, str] = {}
+    by_topic: dict[str, list[Seed]] = {}
+    for seed in seeds:
+        by_topic.setdefault(seed.topic, []).append(seed)
+    for topic, members in sorted(by_topic.items()):
+        ordered = sorted(members, key=lambda s: item_seed(recipe_seed, "split", topic, s.id))
+        n_test = round(len(members) * test_fraction) if len(members) > 1 else 0
+        for i, seed in enumerate(ordered):
+            splits[seed.id] = "test" if i < n_test else "train"
+    return splits
+
+
+@dataclass
+class StepCounts:
+    """items = ok + failed + rejected + not_started: every planned item is accounted for."""
+
+    generator: str
+    version: str
+    output: str
+    items: int = 0
+    ok: int = 0
+    failed: int = 0
+    rejected: int = 0
+    not_started: int = 0
+    rows: int = 0
+    rows_rejected: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    recipe: str
+    fingerprint: str
+    offline: bool
+    steps: dict[str, StepCounts]
+    usage: dict[str, Any]
+    cost_usd: float
+    seconds: float
+    splits: dict[str, int]
+    prompts: dict[str, Any]
+    versions: dict[str, str]
+    response_models: list[str]
+    token_counter: str
+    budget: dict[str, Any]
+    complete: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _StepRun:
+    """One step: plan, schedule, journal, filter; yields the step's kept rows."""
+
+    def __init__(self, runner: _Runner, step: Step, generator: Generator) -> None:
+        self.runner, self.step, self.generator = runner, step, generator
+        self.journal = Journal(runner.state / "journal" / f"{step.name}.jsonl")
+        self.counts = StepCounts(generator.name, generator.version, generator.output)
+
+    def plan(self, upstream: Sequence[Mapping[str, Any]]) -> list[WorkItem]:
+        r = self.runner
+        items = self.generator.plan(r.recipe.loaded_seeds, r.splits, r.recipe.seed, self.step.name, upstream)
+        return items[: r.limit] if r.limit is not None else items
+
+    async def execute(self, items: list[WorkItem], ctx: GeneratorContext) -> None:
+        done = self.journal.load()
+        pending: Iterator[WorkItem] = iter([i for i in items if i.id not in done])
+        bar = tqdm(total=len(items), initial=len(items) - sum(1 for i in items if i.id not in done),
+                   desc=self.step.name, unit="item", disable=not self.runner.progress, leave=False)
+        meter = self.runner.client.meter
+
+        async def worker() -> None:
+            for item in pending:
+                if meter.over_budget:
+                    self.runner.budget_exhausted = True
+                    return
+                entry = await self.process(item, ctx)
+                self.journal.append(entry)
+                bar.update()
+                total = meter.total()
+                bar.set_postfix(tokens=total.total_tokens, usd=f"{total.cost_usd:.2f}", refresh=False)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self.runner.workers):
+                    group.create_task(worker())
+        except* SynthgenError as errors:
+            raise errors.exceptions[0] from None
+        finally:
+            bar.close()
+            self.journal.close()
+
+    async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
+        entry: dict[str, Any] = {"item": item.id, "split": item.split, "seed_ids": list(item.seed_ids)}
+        try:
+            rows = await self.generator.generate(item, ctx)
+        except CompletionFailed as exc:
+            return {**entry, "status": "failed", "reason": exc.reason, "detail": exc.message[:500]}
+        except Rejected as exc:
+            return {**entry, "status": "rejected", "reason": exc.reason, "detail": exc.detail[:500]}
+        kept, dropped = [], []
+        for row in rows:
+            try:
+                verdict = self.runner.check(self.generator.output, row)
+            except ValidationError as exc:
+                return {**entry, "status": "failed", "reason": "invalid_row", "detail": str(exc)[:500]}
+            if verdict is None:
+                kept.append(row)
+            else:
+                dropped.append({"reason": verdict.reason, "detail": verdict.detail, "row": row})
+        if not kept:
+            first = dropped[0] if dropped else {"reason": "empty", "detail": "no rows"}
+            return {**entry, "status": "rejected", "reason": first["reason"], "detail": first["detail"],
+                    "dropped": dropped}
+        return {**entry, "status": "ok", "rows": kept, "dropped": dropped}
+
+    def collect(self, items: list[WorkItem]) -> list[dict[str, Any]]:
+        """Rows of journaled items in plan order, deduplicated; fills the counts and reports."""
+        journal = self.journal.load()
+        counts = self.counts
+        counts.items = len(items)
+        dedup = NearDuplicates(threshold=self.runner.recipe.quality.near_duplicate_threshold)
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            entry = journal.get(item.id)
+            if entry is None:
+                counts.not_started += 1
+                continue
+            for dropped in entry.get("dropped", []):
+                self.runner.report("rejected", self.step.name, item.id, dropped["reason"], dropped["detail"],
+                                   dropped["row"])
+                counts.rows_rejected += 1
+                counts.rejections[dropped["reason"]] = counts.rejections.get(dropped["reason"], 0) + 1
+            if entry["status"] == "failed":
+                counts.failed += 1
+                counts.failures[entry["reason"]] = counts.failures.get(entry["reason"], 0) + 1
+                self.runner.report("failed", self.step.name, item.id, entry["reason"], entry["detail"])
+                continue
+            if entry["status"] == "rejected":
+                counts.rejected += 1
+                if not entry.get("dropped"):
+                    counts.rejections[entry["reason"]] = counts.rejections.get(entry["reason"], 0) + 1
+                    self.runner.report("rejected", self.step.name, item.id, entry["reason"], entry["detail"])
+                continue
+            kept = []
+            for row in entry["rows"]:
+                verdict = dedup.check(f"{item.id}#{len(kept)}", _dedup_text(self.generator.output, row))
+                if verdict is None:
+                    kept.append(row)
+                    continue
+                self.runner.report("rejected", self.step.name, item.id, verdict.reason, verdict.detail, row)
+                counts.rows_rejected += 1
+                counts.rejections[verdict.reason] = counts.rejections.get(verdict.reason, 0) + 1
+            if not kept:
+                counts.rejected += 1
+                continue
+            counts.ok += 1
+            counts.rows += len(kept)
+            rows.extend({**row, "__split": entry["split"]} for row in kept)
+        return rows
+
+
+def _dedup_text(output: str, row: Mapping[str, Any]) -> str:
+    if output == "seeds":
+        return str(row.get("question", json.dumps(row, sort_keys=True)))
+    return dedup_text(row)
+
+
+class _Runner:
+    def __init__(self, recipe: Recipe, out: Path, *, offline: bool, limit: int | None, concurrency: int | None,
+                 use_cache: bool, progress: bool) -> None:
+        self.recipe, self.out, self.offline, self.limit, self.progress = recipe, out, offline, limit, progress
+        self.state = out / STATE_DIR
+        profiles = {n: p.model_copy(update={"max_concurrency": concurrency}) if concurrency else p
+                    for n, p in recipe.models.items()}
+        self.profiles = profiles
+        self.workers = 2 * max(p.max_concurrency for p in profiles.values())
+        self.client = ChatClient(cache=ResponseCache(cache_path(), enabled=use_cache),
+                                 meter=UsageMeter(max_usd=recipe.budget.max_usd), limits=Limits(), offline=offline)
+        self.splits: dict[str, str] = {}
+        self.budget_exhausted = False
+        self._reports: dict[str, list[dict[str, Any]]] = {"failed": [], "rejected": []}
+
+    def check(self, output: str, row: dict[str, Any]) -> Any:
+        seeds = {s.id: s for s in self.recipe.loaded_seeds}
+        kwargs = {"seeds": seeds, "language": self.recipe.language, "config": self.recipe.quality}
+        if output == "sft":
+            DialogueRow.model_validate(row)
+            return check_dialogue(row, **kwargs)
+        if output == "prefs":
+            PreferenceRow.model_validate(row)
+            return check_preference(row, **kwargs)
+        Seed.model_validate({k: v for k, v in row.items() if k != "__split"})
+        return None
+
+    def report(self, kind: str, step: str, item: str, reason: str, detail: str, row: Any = None) -> None:
+        record = {"step": step, "item": item, "reason": reason, "detail": detail}
+        if row is not None:
+            record["row"] = row
+        self._reports[kind].append(record)
+
+    def prepare(self) -> None:
+        """Create or resume the RUN_DIR state; refuse a resume under a different recipe."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        state_file = self.state / "state.json"
+        fingerprint = self.recipe.fingerprint()
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            if state["fingerprint"] != fingerprint:
+                raise ResumeError(
+                    f"{self.out} was made by a different recipe (fingerprint {state['fingerprint'][:12]} != "
+                    f"{fingerprint[:12]}): {_what_changed(state.get('recipe', {}), self._recipe_dump())}",
+                    path=str(self.out), hint="use a new --out, or restore the recipe to resume",
+                )
+            if state.get("offline") != self.offline:
+                raise ResumeError(f"{self.out} was made {'offline' if state.get('offline') else 'online'}",
+                                  path=str(self.out), hint="use a new --out, or match --offline")
+            self.splits = json.loads((self.state / "splits.json").read_text())
+        else:
+            self.splits = assign_splits(self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed)
+            _write_atomic(self.state / "splits.json", json.dumps(self.splits, indent=1, sort_keys=True))
+            _write_atomic(state_file, json.dumps({"fingerprint": fingerprint, "offline": self.offline,
+                                                  "recipe": self._recipe_dump(), "created": time.time()}, indent=1))
+
+    def _recipe_dump(self) -> dict[str, Any]:
+        return json.loads(self.recipe.model_dump_json(by_alias=True))
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        self.prepare()
+        prompts = self.recipe.prompt_library()
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        steps: dict[str, StepCounts] = {}
+        async with self.client:
+            for step in self.recipe.steps:
+                generator = self.recipe.generator(step)
+                step_run = _StepRun(self, step, generator)
+                upstream = outputs.get(step.from_, []) if step.from_ else []
+                items = step_run.plan(upstream)
+                ctx = context_for(self.recipe, self.client, step, generator, upstream, self.profiles, prompts)
+                before = self.client.meter.snapshot()["total"]
+                t0 = time.monotonic()
+                if not self.budget_exhausted:
+                    await step_run.execute(items, ctx)
+                step_run.counts.seconds = round(time.monotonic() - t0, 3)
+                after = self.client.meter.snapshot()["total"]
+                step_run.counts.usage = {k: after[k] - before[k] for k in after}
+                outputs[step.name] = step_run.collect(items)
+                steps[step.name] = step_run.counts
+        meter = self.client.meter
+        result = RunResult(
+            run_dir=str(self.out), recipe=self.recipe.name, fingerprint=self.recipe.fingerprint(),
+            offline=self.offline, steps=steps, usage=meter.snapshot(), cost_usd=round(meter.spent_usd, 6),
+            seconds=round(time.monotonic() - started, 3),
+            splits=dict(Counter(self.splits.values())), prompts=prompts.hashes(), versions=_versions(self.recipe),
+            response_models=sorted(meter.by_model), token_counter=TOKEN_COUNTER,
+            budget={"max_usd": self.recipe.budget.max_usd, "exhausted": self.budget_exhausted},
+            complete=all(c.not_started == 0 for c in steps.values()),
+        )
+        outputs_by_kind: dict[str, list[dict[str, Any]]] = {}
+        for step in self.recipe.steps:
+            outputs_by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
+        write_run_dir(self.out, self.recipe, result, outputs_by_kind, self.splits, self._reports)
+        return result
+
+
+def context_for(
+    recipe: Recipe, client: ChatClient, step: Step, generator: Generator, upstream: Sequence[Mapping[str, Any]],
+    profiles: Mapping[str, Any], prompts: Any,
+) -> GeneratorContext:
+    """The context a step's generator sees (shared by run, estimate and validate's dry run)."""
+    return GeneratorContext(
+        client=client, profiles=profiles, seeds={s.id: s for s in recipe.loaded_seeds},
+        personas=recipe.loaded_personas, prompts=prompts, language=recipe.language,
+        system_prompt=recipe.system_prompt, grounding=recipe.grounding, recipe_seed=recipe.seed, step=step.name,
+        upstream={step.from_: upstream} if step.from_ else {}, version=f"{generator.name}/{generator.version}",
+    )
+
+
+def _what_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "changed: " + (", ".join(keys) if keys else "seeds or prompt files")
+
+
+def _versions(recipe: Recipe) -> dict[str, str]:
+    from importlib.metadata import version
+
+    versions = {"synthgen": __version__}
+    for package in ("openai", "datasets", "huggingface-hub", "pydantic", "tenacity"):
+        with contextlib.suppress(Exception):
+            versions[package] = version(package)
+    for step in recipe.steps:
+        generator = recipe.generator(step)
+        versions[f"generator:{generator.name}"] = generator.version
+    return versions
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(
+    recipe: Recipe,
+    *,
+    out: str | Path,
+    offline: bool = False,
+    limit: int | None = None,
+    concurrency: int | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+    confirm: Callable[[float], bool] | None = None,
+) -> RunResult:
+    """Generate the recipe's datasets into ``out`` (resuming what is already there)."""
+    del confirm  # reserved: the CLI asks before calling run when the estimate exceeds the budget
+    runner = _Runner(recipe, Path(out), offline=offline, limit=limit, concurrency=concurrency,
+                     use_cache=use_cache, progress=progress)
+    try:
+        return asyncio.run(runner.run())
+    finally:
+        runner.client.cache.close() if runner.client.cache else None
+        shutil.rmtree(Path(out) / STATE_DIR / "tmp", ignore_errors=True)

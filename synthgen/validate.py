@@ -1,0 +1,64 @@
+"""``synthgen validate``: everything checkable offline, including a dry run of every step.
+
+Loading the recipe checks schema, paths, seeds, generator configs and profile names. The dry run
+then sends the first work item of every step through the embedded offline provider with the cache
+off, which renders every prompt template against real seeds and validates the rows, so a broken
+template fails here rather than after money is spent. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .client import ChatClient
+from .errors import CompletionFailed
+from .generator import Rejected
+from .recipe import Recipe, load_recipe
+from .runner import assign_splits, context_for
+
+__all__ = ["dry_run", "validate_recipe"]
+
+
+async def dry_run(recipe: Recipe) -> dict[str, int]:
+    """Generate the first item of each step offline; return planned items per step."""
+    splits = assign_splits(recipe.loaded_seeds, recipe.output.test_fraction, recipe.seed)
+    prompts = recipe.prompt_library()
+    planned: dict[str, int] = {}
+    rows: dict[str, list[Any]] = {}
+    async with ChatClient(offline=True) as client:
+        for step in recipe.steps:
+            generator = recipe.generator(step)
+            upstream = rows.get(step.from_, []) if step.from_ else []
+            items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
+            planned[step.name] = len(items) if not step.from_ else planned[step.from_]
+            ctx = context_for(recipe, client, step, generator, upstream, recipe.models, prompts)
+            produced: list[Any] = []
+            for item in items[:3]:  # a rejected or failed first item says nothing about templates
+                try:
+                    produced = await generator.generate(item, ctx)
+                    break
+                except (CompletionFailed, Rejected):
+                    continue
+            rows[step.name] = produced
+    return planned
+
+
+def validate_recipe(path: str | Path) -> str:
+    """Validate and dry-run; return a human summary (raise SynthgenError on any problem)."""
+    recipe = load_recipe(path)
+    planned = asyncio.run(dry_run(recipe))
+    topics = Counter(s.topic for s in recipe.loaded_seeds)
+    lines = [
+        f"ok: {path}",
+        f"  {len(recipe.loaded_seeds)} seeds over {len(topics)} topics, {len(recipe.loaded_personas)} personas, "
+        f"language {recipe.language}, grounding {recipe.grounding}",
+        f"  models: " + ", ".join(f"{n}={p.model}" for n, p in recipe.models.items()),
+    ]
+    for step in recipe.steps:
+        generator = recipe.generator(step)
+        lines.append(f"  step {step.name}: {generator.name} v{generator.version} -> {generator.output}, "
+                     f"{planned[step.name]} items planned")
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Hermetic tests: a temporary SYNTHGEN_HOME, no API keys or Hub tokens, one thread for torch."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+_SECRETS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AZURE_OPENAI_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("synthgen-home")
+    monkeypatch.setenv("SYNTHGEN_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    for name in _SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+REPO = Path(__file__).resolve().parents[1]
