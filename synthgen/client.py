@@ -12,6 +12,8 @@ model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -170,6 +172,7 @@ class ChatClient:
         self.limits = limits if limits is not None else Limits()
         self.offline = offline
         self._sdk: dict[tuple[str, str, str, float], openai.AsyncOpenAI] = {}
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -258,6 +261,29 @@ class ChatClient:
                 system_fingerprint=hit.get("system_fingerprint"), finish_reason=hit["finish_reason"],
                 usage=usage, cached=True, attempts=0, key=key,
             )
+        if (pending := self._inflight.get(key)) is not None:
+            # the same request is already on the wire: share its answer instead of paying twice
+            shared = await asyncio.shield(pending)
+            self.meter.record_cached(shared.model, shared.usage)
+            return dataclasses.replace(shared, cached=True, attempts=0)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            completion = await self._complete(key, messages, profile, schema, sample)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        else:
+            future.set_result(completion)
+            return completion
+        finally:
+            del self._inflight[key]
+
+    async def _complete(
+        self, key: str, messages: Sequence[Message], profile: ModelProfile, schema: type[SchemaT] | None,
+        sample: int,
+    ) -> Completion:
         conversation = list(messages)
         params = self._params(profile, schema, sample)
         attempts = 0

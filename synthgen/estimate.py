@@ -1,24 +1,26 @@
-"""Estimate calls, tokens and USD before spending: a simulation or a pilot, extrapolated.
+"""Estimate calls, tokens and USD before spending.
 
-Without a pilot, a few items of every step run through the embedded offline provider: the prompts
-are the real ones, so prompt tokens and the number of calls are exact for those items, while
-completion lengths are those of the offline answers (extractive, close to a seed answer's length).
-``pilot=N`` runs N items of each step against the real endpoints instead (through the cache, so the
-run that follows pays nothing twice) and extrapolates measured tokens to the recipe's item count.
+Every work item of every step is first simulated on the embedded offline provider: the prompts are
+the real ones and the conversation structure (turns, candidates, judge calls) is the recipe's, so
+the number of calls and the prompt sizes are those of the run, with offline answers standing in
+for the model's. ``pilot=N`` then sends N items per step to the real endpoints (through the cache,
+so the run that follows pays nothing twice) and the same N items offline; the ratio of real to
+simulated prompt and completion tokens per model (a ratio estimator: it cancels the item-to-item
+variance that extrapolating N items directly would carry) scales the simulation of the whole recipe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .cache import ResponseCache
 from .client import ChatClient
 from .errors import CompletionFailed
-from .generator import Rejected
+from .generator import Generator, GeneratorContext, Rejected, WorkItem
 from .limits import Limits
 from .recipe import Recipe
 from .runner import assign_splits, context_for
@@ -27,13 +29,10 @@ from .usage import TOKEN_COUNTER, TokenUsage, UsageMeter, cost_usd, price_for
 
 __all__ = ["Estimate", "StepEstimate", "estimate"]
 
-DEFAULT_SAMPLE = 8
-
 
 @dataclass
 class StepEstimate:
     items: int
-    sampled: int
     calls: float
     prompt_tokens: float
     completion_tokens: float
@@ -60,67 +59,92 @@ class Estimate:
                 "tokens": self.tokens, "steps": {k: asdict(v) for k, v in self.steps.items()}}
 
 
-def _combined(meter: UsageMeter) -> dict[str, TokenUsage]:
+def _per_model(meter: UsageMeter) -> dict[str, TokenUsage]:
+    """Paid and cache-served usage together, keyed by the requested model (offline suffix removed)."""
     out: dict[str, TokenUsage] = {}
     for source in (meter.by_model, meter.cached_by_model):
         for model, usage in source.items():
-            out.setdefault(model, TokenUsage()).add(usage)
+            out.setdefault(model.removesuffix("-offline"), TokenUsage()).add(usage)
     return out
 
 
-async def _estimate(recipe: Recipe, pilot: int | None, offline: bool) -> Estimate:
-    simulate = pilot is None or offline
-    sample_size = pilot or DEFAULT_SAMPLE
+async def _generate_all(generator: Generator, items: Iterable[WorkItem], ctx: GeneratorContext,
+                        workers: int = 32) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    queue = iter(items)
+
+    async def worker() -> None:
+        for item in queue:
+            try:
+                rows.extend(await generator.generate(item, ctx))
+            except (CompletionFailed, Rejected):
+                continue
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return rows
+
+
+async def _usage(recipe: Recipe, step_name: str, generator: Generator, items: Sequence[WorkItem],
+                 upstream: Sequence[Mapping[str, Any]], *, offline: bool, cache: ResponseCache | None,
+                 ) -> tuple[dict[str, TokenUsage], list[dict[str, Any]]]:
+    meter = UsageMeter()
+    step = next(s for s in recipe.steps if s.name == step_name)
+    async with ChatClient(cache=cache, meter=meter, limits=Limits(), offline=offline) as client:
+        ctx = context_for(recipe, client, step, generator, upstream, recipe.models, recipe.prompt_library())
+        rows = await _generate_all(generator, items, ctx)
+    return _per_model(meter), rows
+
+
+async def _estimate(recipe: Recipe, pilot: int | None) -> Estimate:
     splits = assign_splits(recipe.loaded_seeds, recipe.output.test_fraction, recipe.seed)
-    prompts = recipe.prompt_library()
+    simulated_rows: dict[str, list[dict[str, Any]]] = {}
     steps: dict[str, StepEstimate] = {}
-    pilot_rows: dict[str, list[Mapping[str, Any]]] = {}
-    planned: dict[str, int] = {}
-    cache = ResponseCache(cache_path(), enabled=not simulate)
+    cache = ResponseCache(cache_path()) if pilot else None
     try:
         for step in recipe.steps:
             generator = recipe.generator(step)
-            upstream = pilot_rows.get(step.from_, []) if step.from_ else []
+            upstream = simulated_rows.get(step.from_, []) if step.from_ else []
             items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
-            # a downstream step plans one item per upstream row: extrapolate from the upstream count
-            total = planned[step.from_] if step.from_ else len(items)
-            planned[step.name] = total
-            sample = random.Random(recipe.seed).sample(items, min(sample_size, len(items)))
-            meter = UsageMeter()
-            client = ChatClient(cache=cache, meter=meter, limits=Limits(), offline=simulate)
-            async with client:
-                ctx = context_for(recipe, client, step, generator, upstream, recipe.models, prompts)
-                results = await asyncio.gather(*(generator.generate(i, ctx) for i in sample), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, CompletionFailed | Rejected):
-                    raise result
-            pilot_rows[step.name] = [row for r in results if isinstance(r, list) for row in r]
-            scale = total / max(1, len(sample))
-            by_model: dict[str, dict[str, float]] = {}
-            usd = 0.0
-            for model, usage in _combined(meter).items():
-                profile = next((p for p in recipe.models.values() if model.startswith(p.model)), None)
-                prices = price_for(profile.model if profile else model, profile.prices if profile else None)
-                cost = cost_usd(usage, prices) * scale
-                usd += cost
-                by_model[model.removesuffix("-offline")] = {
-                    "calls": usage.requests * scale, "prompt_tokens": usage.prompt_tokens * scale,
-                    "completion_tokens": usage.completion_tokens * scale, "usd": cost,
-                }
-            steps[step.name] = StepEstimate(
-                items=total, sampled=len(sample),
-                calls=sum(m["calls"] for m in by_model.values()),
-                prompt_tokens=sum(m["prompt_tokens"] for m in by_model.values()),
-                completion_tokens=sum(m["completion_tokens"] for m in by_model.values()),
-                usd=usd, by_model=by_model,
-            )
+            simulated, simulated_rows[step.name] = await _usage(recipe, step.name, generator, items, upstream,
+                                                                offline=True, cache=None)
+            ratios: dict[str, tuple[float, float]] = {}
+            if pilot:
+                sample = random.Random(recipe.seed).sample(items, min(pilot, len(items)))
+                real, _ = await _usage(recipe, step.name, generator, sample, upstream, offline=False, cache=cache)
+                offline_sample, _ = await _usage(recipe, step.name, generator, sample, upstream, offline=True,
+                                                 cache=None)
+                for model, usage in offline_sample.items():
+                    measured = real.get(model, TokenUsage())
+                    ratios[model] = (measured.prompt_tokens / max(1, usage.prompt_tokens),
+                                     measured.completion_tokens / max(1, usage.completion_tokens))
+            steps[step.name] = _step_estimate(recipe, len(items), simulated, ratios)
     finally:
-        cache.close()
-    method = (f"offline simulation of {sample_size} items per step" if simulate
-              else f"pilot on {sample_size} items per step against the real endpoints")
+        if cache is not None:
+            cache.close()
+    method = (f"offline simulation of every item, scaled by a pilot of {pilot} real items per step" if pilot
+              else "offline simulation of every item (completion lengths are the offline provider's)")
     return Estimate(method=method, token_counter=TOKEN_COUNTER, steps=steps)
 
 
+def _step_estimate(recipe: Recipe, items: int, simulated: Mapping[str, TokenUsage],
+                   ratios: Mapping[str, tuple[float, float]]) -> StepEstimate:
+    by_model: dict[str, dict[str, float]] = {}
+    for model, usage in simulated.items():
+        prompt_ratio, completion_ratio = ratios.get(model, (1.0, 1.0))
+        scaled = TokenUsage(requests=usage.requests, prompt_tokens=round(usage.prompt_tokens * prompt_ratio),
+                            completion_tokens=round(usage.completion_tokens * completion_ratio))
+        profile = next((p for p in recipe.models.values() if p.model == model), None)
+        prices = price_for(model, profile.prices if profile else None)
+        by_model[model] = {"calls": scaled.requests, "prompt_tokens": scaled.prompt_tokens,
+                           "completion_tokens": scaled.completion_tokens, "usd": cost_usd(scaled, prices)}
+    return StepEstimate(
+        items=items, calls=sum(m["calls"] for m in by_model.values()),
+        prompt_tokens=sum(m["prompt_tokens"] for m in by_model.values()),
+        completion_tokens=sum(m["completion_tokens"] for m in by_model.values()),
+        usd=sum(m["usd"] for m in by_model.values()), by_model=by_model,
+    )
+
+
 def estimate(recipe: Recipe, *, pilot: int | None = None, offline: bool = False) -> Estimate:
-    """Planned calls, tokens and USD per step and model for ``recipe``."""
-    return asyncio.run(_estimate(recipe, pilot, offline))
+    """Planned calls, tokens and USD per step and model for ``recipe`` (``offline`` ignores ``pilot``)."""
+    return asyncio.run(_estimate(recipe, None if offline else pilot))

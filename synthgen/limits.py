@@ -77,6 +77,7 @@ class KeyLimiter:
     _paused_until: float = 0.0
     _starts: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     _probe: asyncio.Event | None = None
+    _adaptive: bool = False
 
     def __post_init__(self) -> None:
         self._semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -84,10 +85,10 @@ class KeyLimiter:
         self.tokens = Pacer(None)
         self._apply()
 
-    def _apply(self) -> None:
+    def _apply(self, force: bool = False) -> None:
         rpm = self.known_rpm
         if rpm:
-            first = self.requests.rate is None
+            first = self.requests.rate is None and not force
             self.requests.rate = min(rpm * _HEADROOM, max(rpm - 1, 0.5)) / 60.0
             if first and self._starts:  # requests sent before the limit was known count against it
                 self.requests.hold_until(self._starts[-1] + 1.0 / self.requests.rate)
@@ -130,24 +131,34 @@ class KeyLimiter:
         seconds = max(seconds, 0.01) * (1.0 + random.random() * 0.25)
         until = time.monotonic() + seconds
         self._paused_until = max(self._paused_until, until)
-        recent = self._recent_starts()
-        if self.requests_per_minute is None and self.learned_rpm is None and recent >= 20:
-            # the server announced nothing: pace at 90% of what it just refused (10 s sample)
-            self.learned_rpm = max(1, int(recent * 6 * 0.9))
-            self._apply()
+        if self.requests_per_minute is None and (self.learned_rpm is None or self._adaptive):
+            # no limit announced: multiplicative decrease to 90% of the rate just refused; successes
+            # raise it again (see learn), so one spurious 429 does not cap a run for good
+            observed = self._observed_rpm()
+            if observed is not None:
+                self._adaptive = True
+                self.learned_rpm = max(1, int(min(observed, self.learned_rpm or observed) * 0.9))
+                self._apply(force=True)
         self.requests.hold_until(until)
         return seconds
 
-    def _recent_starts(self, window: float = 10.0) -> int:
+    def _observed_rpm(self, window: float = 10.0) -> float | None:
+        """Requests per minute sent over the last ``window`` s; None on too small a sample."""
         now = time.monotonic()
-        return sum(1 for t in self._starts if now - t <= window)
+        recent = [t for t in self._starts if now - t <= window]
+        if len(recent) < 20:
+            return None
+        return len(recent) * 60.0 / max(1.0, now - recent[0])
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adopt limits a server announces (``x-ratelimit-limit-requests``/``-tokens``)."""
         limit = headers.get("x-ratelimit-limit-requests")
         if limit and limit.isdigit() and self.requests_per_minute is None and int(limit) != self.learned_rpm:
-            self.learned_rpm = int(limit)
+            self.learned_rpm, self._adaptive = int(limit), False
             self._apply()
+        elif self._adaptive and self.learned_rpm is not None:
+            self.learned_rpm += max(1, self.learned_rpm // 100)  # additive recovery after a 429
+            self._apply(force=True)
         tlimit = headers.get("x-ratelimit-limit-tokens")
         if tlimit and tlimit.isdigit() and self.tokens_per_minute is None:
             self.tokens_per_minute = int(tlimit)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -188,6 +189,11 @@ def _line_for(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...
     return None
 
 
+def _parse_field(field: str) -> tuple[str | int, ...]:
+    """``steps[1].name`` -> ("steps", 1, "name"): the inverse of :func:`_dotted`, for line lookups."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p)
+
+
 def _dotted(loc: Iterator[str | int] | tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
@@ -195,7 +201,18 @@ def _dotted(loc: Iterator[str | int] | tuple[str | int, ...]) -> str:
     return out
 
 
-def _hint(error: dict[str, Any], known: list[str]) -> str | None:
+_PATTERN_HINTS = {
+    "name": "use lowercase letters, digits, - and _, starting with a letter or digit",
+    "language": "use a two-letter ISO 639-1 code such as 'es' or 'en'",
+    "api_key_env": "write the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY",
+    "repo_id": "write it as org/name",
+}
+_FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(?:\.\w+|\[\d+\])*$")
+
+
+def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
+    if error["type"] == "string_pattern_mismatch":
+        return _PATTERN_HINTS.get(str(error["loc"][-1]) if error["loc"] else "")
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
         return (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(known)}"
@@ -207,13 +224,18 @@ def _hint(error: dict[str, Any], known: list[str]) -> str | None:
 def _fields_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     """Allowed keys at a location, for 'did you mean' on unknown keys."""
     current: Any = model
+    in_dict = False
     for part in loc[:-1]:
         if isinstance(part, int) or current is None:
+            continue
+        if in_dict:  # the key of a dict[str, Model] field, e.g. a profile name under models
+            in_dict = False
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
         annotation = field.annotation
+        in_dict = getattr(annotation, "__origin__", None) is dict
         args = getattr(annotation, "__args__", ())
         candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
         current = candidates[0] if candidates else None
@@ -233,8 +255,12 @@ def _raise_validation(
         loc = (*prefix, *error["loc"])
         msg = str(error["msg"]).removeprefix("Value error, ")
         field = _dotted(loc)
-        if field == "" and ": " in msg and msg.split(": ", 1)[0].replace("[", ".").split(".")[0] in ("steps",):
+        head = msg.split(": ", 1)[0]
+        named = _FIELD_PATH.match(head) and head != field and head.startswith(field)
+        if head != msg and named and (field or re.split(r"[.\[]", head)[0] in model.model_fields):
+            # a model validator names the precise field in its message (steps[1].from, models.x.temperature)
             field, msg = msg.split(": ", 1)
+            loc = _parse_field(field)
         err = RecipeError(msg, path=path, line=_line_for(lines, loc), field=field or None,
                           hint=_hint(error, _fields_of(model, error["loc"])))
         first = first or err
@@ -298,8 +324,32 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
+def _where_is(node: object, value: str) -> tuple[str | int, ...]:
+    """Path of the first config entry holding ``value`` (a profile name, maybe in a pool list); () if none."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        if child == value:
+            return (key,)
+        found = _where_is(child, value)
+        if found:
+            return (key, *found)
+    return ()
+
+
 def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[tuple[str | int, ...], int]) -> None:
     library = recipe.prompt_library()
+
+    def check_prompt(role: str) -> None:
+        try:
+            library.get(role)
+        except ConfigError as exc:
+            overridden = exc.path is None and role in recipe.prompts  # the recipe line names the missing file
+            line = _line_for(lines, ("prompts", role)) if overridden else exc.line
+            raise RecipeError(exc.message, path=exc.path or path, line=line, field=f"prompts.{role}",
+                              hint=exc.hint) from None
+
+    for role in recipe.prompts:  # an override of a role no step uses still has to exist and parse
+        check_prompt(role)
     for i, step in enumerate(recipe.steps):
         loc: tuple[str | int, ...] = ("steps", i)
         try:
@@ -321,16 +371,13 @@ def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[t
         for name in generator.profiles_used():
             if name not in recipe.models:
                 close = difflib.get_close_matches(name, recipe.models, n=1)
-                raise RecipeError(
-                    f"unknown model profile {name!r}", path=path, line=_line_for(lines, (*loc, "config")),
-                    field=f"steps[{i}].config",
-                    hint=(f"did you mean {close[0]!r}? " if close else "") + f"profiles: {', '.join(recipe.models)}",
-                )
+                where = (*loc, "config", *_where_is(step.config, name))
+                profiles = ", ".join(recipe.models)
+                hint = (f"did you mean {close[0]!r}? " if close else "") + f"profiles: {profiles}"
+                raise RecipeError(f"unknown model profile {name!r}", path=path, line=_line_for(lines, where),
+                                  field=_dotted(where), hint=hint)
         for role in generator.prompt_roles():
-            try:
-                library.get(role)
-            except ConfigError as exc:
-                raise RecipeError(exc.message, path=exc.path or path, field=f"prompts.{role}", hint=exc.hint) from None
+            check_prompt(role)
         if step.from_ is not None:
             upstream = next(s for s in recipe.steps if s.name == step.from_)
             if get_generator(upstream.generator).output != "sft":

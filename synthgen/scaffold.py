@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -61,6 +62,11 @@ _CONTENT = {
 }
 
 
+def _slug(name: str) -> str:
+    """A recipe name the schema accepts (it keys the default RUN_DIR), whatever the folder is called."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_") or "my-faculty"
+
+
 def scaffold(directory: str | Path, *, language: str = "es") -> list[Path]:
     """Write seeds/seeds.yaml, seeds/personas.yaml and recipe.yaml under ``directory``."""
     if language not in _CONTENT:
@@ -74,7 +80,7 @@ def scaffold(directory: str | Path, *, language: str = "es") -> list[Path]:
                           hint="choose an empty directory; init never overwrites")
     content = _CONTENT[language]
     recipe = {
-        "name": root.resolve().name.lower().replace(" ", "-") or "my-faculty",
+        "name": _slug(root.resolve().name),
         "version": 1, "language": language, "seed": 13, "seeds": "seeds/seeds.yaml",
         "personas": "seeds/personas.yaml", "grounding": "closed_book", "system_prompt": content["system_prompt"],
         "models": {

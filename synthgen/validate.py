@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ChatClient
-from .errors import CompletionFailed
+from .errors import CompletionFailed, ConfigError, RecipeError
 from .generator import Rejected
 from .recipe import Recipe, load_recipe
 from .runner import assign_splits, context_for
@@ -29,7 +29,7 @@ async def dry_run(recipe: Recipe) -> dict[str, int]:
     planned: dict[str, int] = {}
     rows: dict[str, list[Any]] = {}
     async with ChatClient(offline=True) as client:
-        for step in recipe.steps:
+        for i, step in enumerate(recipe.steps):
             generator = recipe.generator(step)
             upstream = rows.get(step.from_, []) if step.from_ else []
             items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
@@ -42,6 +42,12 @@ async def dry_run(recipe: Recipe) -> dict[str, int]:
                     break
                 except (CompletionFailed, Rejected):
                     continue
+                except ConfigError as exc:
+                    if exc.path:  # a prompt template: its own file is the place to fix
+                        raise
+                    # a generator's own check (e.g. config.personas) knows no file: name the recipe step
+                    field = f"steps[{i}].{exc.field}" if exc.field else f"steps[{i}]"
+                    raise RecipeError(exc.message, path=recipe.path, field=field, hint=exc.hint) from None
             rows[step.name] = produced
     return planned
 
@@ -53,9 +59,9 @@ def validate_recipe(path: str | Path) -> str:
     topics = Counter(s.topic for s in recipe.loaded_seeds)
     lines = [
         f"ok: {path}",
-        f"  {len(recipe.loaded_seeds)} seeds over {len(topics)} topics, {len(recipe.loaded_personas)} personas, "
-        f"language {recipe.language}, grounding {recipe.grounding}",
-        f"  models: " + ", ".join(f"{n}={p.model}" for n, p in recipe.models.items()),
+        f"  {len(recipe.loaded_seeds)} seeds over {len(topics)} topics, "
+        f"{len(recipe.loaded_personas)} personas, language {recipe.language}, grounding {recipe.grounding}",
+        "  models: " + ", ".join(f"{n}={p.model}" for n, p in recipe.models.items()),
     ]
     for step in recipe.steps:
         generator = recipe.generator(step)
