@@ -25,7 +25,10 @@ def size_category(n: int) -> str:
 def header(run_dir: Path, recipe: Recipe, result: dict[str, Any]) -> dict[str, Any]:
     files = data_files(run_dir)
     configs = [
-        {"config_name": name, "data_files": [{"split": split, "path": glob} for split, glob in splits.items()]}
+        {
+            "config_name": name,
+            "data_files": [{"split": split, "path": glob} for split, glob in splits.items()],
+        }
         for name, splits in files.items()
     ]
     rows = sum(c["rows"] for c in result["steps"].values())
@@ -52,10 +55,12 @@ def render_card(run_dir: Path, recipe: Recipe, result: dict[str, Any]) -> str:
     offline = (
         "\n> **Offline demo data.** Every answer was produced by synthgen's embedded offline provider, "
         "which extracts sentences from the prompt. Use it to test pipelines, not to train an assistant.\n"
-        if result["offline"] else ""
+        if result["offline"]
+        else ""
     )
-    recipe_yaml = yaml.safe_dump(json.loads(recipe.model_dump_json(by_alias=True)), sort_keys=False,
-                                 allow_unicode=True)
+    recipe_yaml = yaml.safe_dump(
+        json.loads(recipe.model_dump_json(by_alias=True)), sort_keys=False, allow_unicode=True
+    )
     return f"""---
 {meta}---
 
@@ -68,8 +73,8 @@ method, grounded in the seed facts) for supervised fine-tuning, and judged prefe
 
 ## Configs
 
-- `sft`: `messages` (system, then alternating user/assistant), `prompt_id`, `dialogue_id`, `seed_ids`, `topic`,
-  `persona`, `generator`, `model`.
+- `sft`: `messages` (system, then alternating user/assistant), `prompt_id`, `dialogue_id`, `seed_ids`,
+  `topic`, `persona`, `generator`, `model`.
 - `prefs`: `prompt` (messages ending in a user turn), `chosen`, `rejected`, `score_chosen`, `score_rejected`,
   `prompt_id`, `seed_ids`, `candidates`, `judge_model`.
 - `seeds`: the seeds used, with their `split`.
@@ -89,7 +94,7 @@ Grounding: `{recipe.grounding}`.
 |---|---|
 {models}
 
-Total cost: ${result['cost_usd']:.4f}; tokens: {result['usage']['total']['total_tokens']}.
+Total cost: ${result["cost_usd"]:.4f}; tokens: {result["usage"]["total"]["total_tokens"]}.
 
 ## Training
 

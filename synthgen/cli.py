@@ -105,8 +105,10 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
         return
     click.echo(f"method: {result.method}; tokens counted with {result.token_counter}")
     for name, step in result.steps.items():
-        click.echo(f"{name}: {step.items} items, ~{step.calls:.0f} calls, ~{step.prompt_tokens:.0f} prompt + "
-                   f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}")
+        click.echo(
+            f"{name}: {step.items} items, ~{step.calls:.0f} calls, ~{step.prompt_tokens:.0f} prompt + "
+            f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}"
+        )
         for model, m in step.by_model.items():
             click.echo(f"  {model}: ~{m['calls']:.0f} calls, ~${m['usd']:.2f}")
     click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}")
@@ -114,15 +116,24 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR (default runs/<name>).")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR (default runs/<name>)."
+)
 @click.option("--offline", is_flag=True, help="Use the embedded offline provider (no key, no network).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N work items per step.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Override every profile's max_concurrency.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask when the estimate exceeds the budget.")
 @_errors
-def run(recipe: Path, out: Path | None, offline: bool, limit: int | None, concurrency: int | None,
-        no_cache: bool, yes: bool) -> None:
+def run(
+    recipe: Path,
+    out: Path | None,
+    offline: bool,
+    limit: int | None,
+    concurrency: int | None,
+    no_cache: bool,
+    yes: bool,
+) -> None:
     """Generate the recipe's datasets into RUN_DIR; re-running on the same RUN_DIR resumes.
 
     \b
@@ -139,19 +150,33 @@ def run(recipe: Path, out: Path | None, offline: bool, limit: int | None, concur
     if budget is not None and not offline and not yes:
         planned = estimate_recipe(loaded)
         if planned.usd > budget and not click.confirm(
-            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; generation stops at the budget. "
-            "Continue?", default=False,
+            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; "
+            "generation stops at the budget. Continue?",
+            default=False,
         ):
             sys.exit(1)
-    result = run_recipe(loaded, out=out, offline=offline, limit=limit, concurrency=concurrency,
-                        use_cache=not no_cache, progress=sys.stderr.isatty())
+    result = run_recipe(
+        loaded,
+        out=out,
+        offline=offline,
+        limit=limit,
+        concurrency=concurrency,
+        use_cache=not no_cache,
+        progress=sys.stderr.isatty(),
+    )
     for name, c in result.steps.items():
-        click.echo(f"{name}: {c.rows} rows from {c.items} items ({c.failed} failed, {c.rejected} rejected, "
-                   f"{c.not_started} not started)")
-    click.echo(f"cost ${result.cost_usd:.4f}; {result.usage['total']['total_tokens']} tokens; "
-               f"{result.usage['cache_hits']} cache hits")
+        click.echo(
+            f"{name}: {c.rows} rows from {c.items} items ({c.failed} failed, {c.rejected} rejected, "
+            f"{c.not_started} not started)"
+        )
+    click.echo(
+        f"cost ${result.cost_usd:.4f}; {result.usage['total']['total_tokens']} tokens; "
+        f"{result.usage['cache_hits']} cache hits"
+    )
     if result.budget["exhausted"]:
-        click.secho("budget reached: nothing new was scheduled; what was paid for is in the dataset", fg="yellow")
+        click.secho(
+            "budget reached: nothing new was scheduled; what was paid for is in the dataset", fg="yellow"
+        )
     click.echo(f"wrote {out}")
 
 
@@ -177,7 +202,8 @@ def generators() -> None:
     from .registry import available_generators
 
     for name, cls in available_generators().items():
-        click.echo(f"{name:<14} v{cls.version:<6} {cls.output:<6} {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}")
+        summary = cls.description or (cls.__doc__ or "").strip().splitlines()[0]
+        click.echo(f"{name:<14} v{cls.version:<6} {cls.output:<6} {summary}")
 
 
 if __name__ == "__main__":  # pragma: no cover

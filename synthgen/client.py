@@ -100,7 +100,7 @@ def _wait(state: RetryCallState) -> float:
     after = _retry_after(exc)
     if after is not None:
         return min(after, 120.0) * (1.0 + random.random() * 0.25)
-    return random.uniform(0, min(30.0, 0.25 * 2 ** state.attempt_number))
+    return random.uniform(0, min(30.0, 0.25 * 2**state.attempt_number))
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -219,8 +219,12 @@ class ChatClient:
         )
 
     def request_key(
-        self, messages: Sequence[Message], profile: ModelProfile, schema: type[pydantic.BaseModel] | None,
-        sample: int, version: str,
+        self,
+        messages: Sequence[Message],
+        profile: ModelProfile,
+        schema: type[pydantic.BaseModel] | None,
+        sample: int,
+        version: str,
     ) -> str:
         return fingerprint(
             {
@@ -257,9 +261,15 @@ class ChatClient:
             usage = TokenUsage(**hit["usage"])
             self.meter.record_cached(hit["model"], usage)
             return Completion(
-                content=hit["content"], parsed=parsed, model=hit["model"],
-                system_fingerprint=hit.get("system_fingerprint"), finish_reason=hit["finish_reason"],
-                usage=usage, cached=True, attempts=0, key=key,
+                content=hit["content"],
+                parsed=parsed,
+                model=hit["model"],
+                system_fingerprint=hit.get("system_fingerprint"),
+                finish_reason=hit["finish_reason"],
+                usage=usage,
+                cached=True,
+                attempts=0,
+                key=key,
             )
         if (pending := self._inflight.get(key)) is not None:
             # the same request is already on the wire: share its answer instead of paying twice
@@ -281,7 +291,11 @@ class ChatClient:
             del self._inflight[key]
 
     async def _complete(
-        self, key: str, messages: Sequence[Message], profile: ModelProfile, schema: type[SchemaT] | None,
+        self,
+        key: str,
+        messages: Sequence[Message],
+        profile: ModelProfile,
+        schema: type[SchemaT] | None,
         sample: int,
     ) -> Completion:
         conversation = list(messages)
@@ -296,7 +310,9 @@ class ChatClient:
                 if invalid.reason in ("refusal", "content_filter") or reask == profile.max_reasks:
                     raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
                 if invalid.reason == "length":
-                    limit_field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                    limit_field = (
+                        "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                    )
                     if limit_field not in params:
                         raise CompletionFailed(invalid.detail, reason="length", attempts=attempts) from None
                     params = {**params, limit_field: params[limit_field] * 2}
@@ -309,9 +325,11 @@ class ChatClient:
                 continue
             if self.cache is not None:
                 self.cache.put(
-                    key, completion.model,
+                    key,
+                    completion.model,
                     {
-                        "content": completion.content, "model": completion.model,
+                        "content": completion.content,
+                        "model": completion.model,
                         "system_fingerprint": completion.system_fingerprint,
                         "finish_reason": completion.finish_reason,
                         "usage": {**completion.usage.__dict__},
@@ -320,7 +338,9 @@ class ChatClient:
             return completion
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _params(self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int) -> dict[str, Any]:
+    def _params(
+        self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"model": profile.model, **profile.sampling()}
         if profile.seed is not None:
             params["seed"] = profile.seed + sample  # K samples with one seed would be K equal answers
@@ -351,7 +371,11 @@ class ChatClient:
             params.get("max_tokens") or params.get("max_completion_tokens") or 0
         )
         structured = schema is not None and profile.structured_output == "json_schema"
-        call = sdk.chat.completions.with_raw_response.parse if structured else sdk.chat.completions.with_raw_response.create
+        call = (
+            sdk.chat.completions.with_raw_response.parse
+            if structured
+            else sdk.chat.completions.with_raw_response.create
+        )
         attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
@@ -365,7 +389,7 @@ class ChatClient:
                     attempts += 1
                     async with limiter.slot(estimate):
                         try:
-                            raw = await call(messages=messages, **params)
+                            raw = await call(messages=messages, **params)  # type: ignore[arg-type]
                         except openai.RateLimitError as exc:
                             limiter.pause(_retry_after(exc) or 1.0)
                             raise
@@ -376,8 +400,11 @@ class ChatClient:
                         limiter.learn(raw.headers)
                     try:
                         completion = raw.parse()
-                    except (pydantic.ValidationError, openai.LengthFinishReasonError,
-                            openai.ContentFilterFinishReasonError):
+                    except (
+                        pydantic.ValidationError,
+                        openai.LengthFinishReasonError,
+                        openai.ContentFilterFinishReasonError,
+                    ):
                         completion = None  # invalid content, but a valid paid response: validated below
                     except Exception as exc:  # body is not a chat completion at all
                         raise _Malformed(f"unparseable 200 response: {exc}") from exc
@@ -386,7 +413,8 @@ class ChatClient:
             if _retryable(exc):
                 raise CompletionFailed(
                     f"gave up after {attempts} attempts: {exc.status_code} {exc.message}",
-                    reason=_failure_reason(exc), attempts=attempts,
+                    reason=_failure_reason(exc),
+                    attempts=attempts,
                 ) from exc
             raise _fail_fast(exc, profile) from exc
         except (openai.APIConnectionError, _Malformed) as exc:
@@ -396,7 +424,12 @@ class ChatClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _validate(
-        self, response: Any, schema: type[pydantic.BaseModel] | None, profile: ModelProfile, key: str, attempts: int
+        self,
+        response: Any,
+        schema: type[pydantic.BaseModel] | None,
+        profile: ModelProfile,
+        key: str,
+        attempts: int,
     ) -> Completion:
         """Record usage of a paid response, then check it; raise :class:`_Invalid` to re-ask."""
         if not isinstance(response, openai.types.chat.ChatCompletion):
@@ -421,12 +454,20 @@ class ChatClient:
             try:
                 parsed = schema.model_validate_json(content)
             except pydantic.ValidationError as exc:
-                reason = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+                reason = (
+                    "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+                )
                 raise _Invalid(reason, _describe(exc), content) from None
         return Completion(
-            content=content, parsed=parsed, model=response.model or profile.model,
-            system_fingerprint=response.system_fingerprint, finish_reason=choice.finish_reason or "stop",
-            usage=usage, cached=False, attempts=attempts, key=key,
+            content=content,
+            parsed=parsed,
+            model=response.model or profile.model,
+            system_fingerprint=response.system_fingerprint,
+            finish_reason=choice.finish_reason or "stop",
+            usage=usage,
+            cached=False,
+            attempts=attempts,
+            key=key,
         )
 
 
@@ -444,8 +485,7 @@ def _reask_message(detail: str) -> str:
 
 def _with_schema_note(messages: list[Message], schema: type[pydantic.BaseModel]) -> list[Message]:
     """JSON mode has no schema: state it, since the model must still produce that shape."""
-    note = (
-        "Respond with a single JSON object that validates against this JSON schema:\n"
-        + json.dumps(schema.model_json_schema(), ensure_ascii=False)
+    note = "Respond with a single JSON object that validates against this JSON schema:\n" + json.dumps(
+        schema.model_json_schema(), ensure_ascii=False
     )
     return [*messages, {"role": "system", "content": note}]

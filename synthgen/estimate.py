@@ -55,8 +55,13 @@ class Estimate:
         return sum(s.prompt_tokens + s.completion_tokens for s in self.steps.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "token_counter": self.token_counter, "usd": self.usd,
-                "tokens": self.tokens, "steps": {k: asdict(v) for k, v in self.steps.items()}}
+        return {
+            "method": self.method,
+            "token_counter": self.token_counter,
+            "usd": self.usd,
+            "tokens": self.tokens,
+            "steps": {k: asdict(v) for k, v in self.steps.items()},
+        }
 
 
 def _per_model(meter: UsageMeter) -> dict[str, TokenUsage]:
@@ -68,8 +73,9 @@ def _per_model(meter: UsageMeter) -> dict[str, TokenUsage]:
     return out
 
 
-async def _generate_all(generator: Generator, items: Iterable[WorkItem], ctx: GeneratorContext,
-                        workers: int = 32) -> list[dict[str, Any]]:
+async def _generate_all(
+    generator: Generator, items: Iterable[WorkItem], ctx: GeneratorContext, workers: int = 32
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     queue = iter(items)
 
@@ -84,9 +90,16 @@ async def _generate_all(generator: Generator, items: Iterable[WorkItem], ctx: Ge
     return rows
 
 
-async def _usage(recipe: Recipe, step_name: str, generator: Generator, items: Sequence[WorkItem],
-                 upstream: Sequence[Mapping[str, Any]], *, offline: bool, cache: ResponseCache | None,
-                 ) -> tuple[dict[str, TokenUsage], list[dict[str, Any]]]:
+async def _usage(
+    recipe: Recipe,
+    step_name: str,
+    generator: Generator,
+    items: Sequence[WorkItem],
+    upstream: Sequence[Mapping[str, Any]],
+    *,
+    offline: bool,
+    cache: ResponseCache | None,
+) -> tuple[dict[str, TokenUsage], list[dict[str, Any]]]:
     meter = UsageMeter()
     step = next(s for s in recipe.steps if s.name == step_name)
     async with ChatClient(cache=cache, meter=meter, limits=Limits(), offline=offline) as client:
@@ -105,43 +118,62 @@ async def _estimate(recipe: Recipe, pilot: int | None) -> Estimate:
             generator = recipe.generator(step)
             upstream = simulated_rows.get(step.from_, []) if step.from_ else []
             items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
-            simulated, simulated_rows[step.name] = await _usage(recipe, step.name, generator, items, upstream,
-                                                                offline=True, cache=None)
+            simulated, simulated_rows[step.name] = await _usage(
+                recipe, step.name, generator, items, upstream, offline=True, cache=None
+            )
             ratios: dict[str, tuple[float, float]] = {}
             if pilot:
                 sample = random.Random(recipe.seed).sample(items, min(pilot, len(items)))
-                real, _ = await _usage(recipe, step.name, generator, sample, upstream, offline=False, cache=cache)
-                offline_sample, _ = await _usage(recipe, step.name, generator, sample, upstream, offline=True,
-                                                 cache=None)
+                real, _ = await _usage(
+                    recipe, step.name, generator, sample, upstream, offline=False, cache=cache
+                )
+                offline_sample, _ = await _usage(
+                    recipe, step.name, generator, sample, upstream, offline=True, cache=None
+                )
                 for model, usage in offline_sample.items():
                     measured = real.get(model, TokenUsage())
-                    ratios[model] = (measured.prompt_tokens / max(1, usage.prompt_tokens),
-                                     measured.completion_tokens / max(1, usage.completion_tokens))
+                    ratios[model] = (
+                        measured.prompt_tokens / max(1, usage.prompt_tokens),
+                        measured.completion_tokens / max(1, usage.completion_tokens),
+                    )
             steps[step.name] = _step_estimate(recipe, len(items), simulated, ratios)
     finally:
         if cache is not None:
             cache.close()
-    method = (f"offline simulation of every item, scaled by a pilot of {pilot} real items per step" if pilot
-              else "offline simulation of every item (completion lengths are the offline provider's)")
+    method = (
+        f"offline simulation of every item, scaled by a pilot of {pilot} real items per step"
+        if pilot
+        else "offline simulation of every item (completion lengths are the offline provider's)"
+    )
     return Estimate(method=method, token_counter=TOKEN_COUNTER, steps=steps)
 
 
-def _step_estimate(recipe: Recipe, items: int, simulated: Mapping[str, TokenUsage],
-                   ratios: Mapping[str, tuple[float, float]]) -> StepEstimate:
+def _step_estimate(
+    recipe: Recipe, items: int, simulated: Mapping[str, TokenUsage], ratios: Mapping[str, tuple[float, float]]
+) -> StepEstimate:
     by_model: dict[str, dict[str, float]] = {}
     for model, usage in simulated.items():
         prompt_ratio, completion_ratio = ratios.get(model, (1.0, 1.0))
-        scaled = TokenUsage(requests=usage.requests, prompt_tokens=round(usage.prompt_tokens * prompt_ratio),
-                            completion_tokens=round(usage.completion_tokens * completion_ratio))
+        scaled = TokenUsage(
+            requests=usage.requests,
+            prompt_tokens=round(usage.prompt_tokens * prompt_ratio),
+            completion_tokens=round(usage.completion_tokens * completion_ratio),
+        )
         profile = next((p for p in recipe.models.values() if p.model == model), None)
         prices = price_for(model, profile.prices if profile else None)
-        by_model[model] = {"calls": scaled.requests, "prompt_tokens": scaled.prompt_tokens,
-                           "completion_tokens": scaled.completion_tokens, "usd": cost_usd(scaled, prices)}
+        by_model[model] = {
+            "calls": scaled.requests,
+            "prompt_tokens": scaled.prompt_tokens,
+            "completion_tokens": scaled.completion_tokens,
+            "usd": cost_usd(scaled, prices),
+        }
     return StepEstimate(
-        items=items, calls=sum(m["calls"] for m in by_model.values()),
+        items=items,
+        calls=sum(m["calls"] for m in by_model.values()),
         prompt_tokens=sum(m["prompt_tokens"] for m in by_model.values()),
         completion_tokens=sum(m["completion_tokens"] for m in by_model.values()),
-        usd=sum(m["usd"] for m in by_model.values()), by_model=by_model,
+        usd=sum(m["usd"] for m in by_model.values()),
+        by_model=by_model,
     )
 
 

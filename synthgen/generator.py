@@ -79,12 +79,19 @@ class GeneratorContext:
         return [s for s in self.seeds.values() if s.topic == topic]
 
     async def complete(
-        self, messages: Sequence[Mapping[str, str]], *, profile: str, schema: type[BaseModel] | None = None,
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        profile: str,
+        schema: type[BaseModel] | None = None,
         sample: int = 0,
     ) -> Completion:
         """A call through the run's client, with this generator's version in the cache key."""
         return await self.client.complete(
-            [dict(m) for m in messages], profile=self.profiles[profile], schema=schema, sample=sample,
+            [dict(m) for m in messages],
+            profile=self.profiles[profile],
+            schema=schema,
+            sample=sample,
             version=self.version,
         )
 
@@ -112,12 +119,18 @@ class Generator:
         return []
 
     def plan(
-        self, seeds: Sequence[Seed], splits: Mapping[str, str], recipe_seed: int, step: str,
+        self,
+        seeds: Sequence[Seed],
+        splits: Mapping[str, str],
+        recipe_seed: int,
+        step: str,
         upstream: Sequence[Mapping[str, Any]] = (),
     ) -> list[WorkItem]:
         """Work items of this step; the default is one item per seed."""
         return [
-            WorkItem(id=s.id, seed_ids=(s.id,), split=splits[s.id], rng_seed=item_seed(recipe_seed, step, s.id))
+            WorkItem(
+                id=s.id, seed_ids=(s.id,), split=splits[s.id], rng_seed=item_seed(recipe_seed, step, s.id)
+            )
             for s in seeds
         ]
 

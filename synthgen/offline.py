@@ -36,14 +36,36 @@ _SPANISH = {"el", "la", "de", "que", "y", "en", "los", "las", "del", "se", "por"
 _ENGLISH = {"the", "of", "and", "to", "in", "is", "for", "that", "with", "on", "are", "you", "be", "this"}
 _STOP = _SPANISH | _ENGLISH | {"a", "un", "o", "al", "lo", "su", "mi", "me", "it", "an", "or", "as"}
 _OPENERS = {
-    "es": ["Hola, una duda: ", "Buenas, quería preguntar: ", "Perdonad la molestia, ", "Hola. ", "Una consulta: "],
-    "en": ["Hi, quick question: ", "Hello, I wanted to ask: ", "Sorry to bother you, ", "Hi. ", "A question: "],
+    "es": [
+        "Hola, una duda: ",
+        "Buenas, quería preguntar: ",
+        "Perdonad la molestia, ",
+        "Hola. ",
+        "Una consulta: ",
+    ],
+    "en": [
+        "Hi, quick question: ",
+        "Hello, I wanted to ask: ",
+        "Sorry to bother you, ",
+        "Hi. ",
+        "A question: ",
+    ],
 }
 _FOLLOWUPS = {
-    "es": ["¿Y qué plazo tengo para hacerlo?", "¿Tengo que presentar algún documento más?", "¿Dónde lo presento?",
-           "Vale, gracias. ¿Y si no llego a tiempo?", "Perfecto, muchas gracias, eso era todo."],
-    "en": ["And what is the deadline?", "Do I need any other document?", "Where do I submit it?",
-           "OK, thanks. And if I miss the deadline?", "Great, thank you, that was all."],
+    "es": [
+        "¿Y qué plazo tengo para hacerlo?",
+        "¿Tengo que presentar algún documento más?",
+        "¿Dónde lo presento?",
+        "Vale, gracias. ¿Y si no llego a tiempo?",
+        "Perfecto, muchas gracias, eso era todo.",
+    ],
+    "en": [
+        "And what is the deadline?",
+        "Do I need any other document?",
+        "Where do I submit it?",
+        "OK, thanks. And if I miss the deadline?",
+        "Great, thank you, that was all.",
+    ],
 }
 _RATIONALE = {
     "es": "La respuesta se valora por su coincidencia con los hechos de referencia ({overlap:.0%}).",
@@ -89,7 +111,9 @@ class _Request:
 
     def answer(self) -> str:
         facts = re.sub(r"<[^<>]*>", "\n", _block(self.text, "facts") or self.system)
-        sentences = [s.strip() for s in _SENTENCE.split(facts) if len(s.strip()) > 20 and not s.strip().startswith("<")]
+        sentences = [
+            s.strip() for s in _SENTENCE.split(facts) if len(s.strip()) > 20 and not s.strip().startswith("<")
+        ]
         question = _words(self.last_user)
         scored = sorted(
             ((len(question & _words(s)) + self.rng.random() * 0.5, s) for s in sentences), reverse=True
@@ -184,7 +208,9 @@ def offline_reply(body: dict[str, Any], sample: str = "0") -> dict[str, Any]:
     request = _Request(body, sample)
     schema = _schema_of(body)
     if schema is None:
-        content = request.answer() if request.turns and "<facts>" in request.text else request.string("answer")
+        content = (
+            request.answer() if request.turns and "<facts>" in request.text else request.string("answer")
+        )
     else:
         content = json.dumps(request.fill(schema, schema.get("$defs", {})), ensure_ascii=False)
     prompt_tokens = count_message_tokens(body.get("messages") or [])
@@ -197,8 +223,12 @@ def offline_reply(body: dict[str, Any], sample: str = "0") -> dict[str, Any]:
         "model": f"{model}-{OFFLINE_MODEL_SUFFIX}",
         "system_fingerprint": "fp_synthgen_offline",
         "choices": [
-            {"index": 0, "finish_reason": "stop", "logprobs": None,
-             "message": {"role": "assistant", "content": content, "refusal": None}}
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+            }
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,

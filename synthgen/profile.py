@@ -72,7 +72,9 @@ class ModelProfile(BaseModel):
         for key in value:
             lowered = key.lower()
             if "key" in lowered or ("token" in lowered and "max" not in lowered):
-                raise ValueError(f"extra_body may not carry {key!r}: put secrets in the env var api_key_env names")
+                raise ValueError(
+                    f"extra_body may not carry {key!r}: put secrets in the env var api_key_env names"
+                )
         return value
 
     @model_validator(mode="after")
@@ -105,7 +107,15 @@ class ModelProfile(BaseModel):
     def sampling(self) -> dict[str, Any]:
         """Sampling parameters that change the answer: they are part of the cache key."""
         params: dict[str, Any] = {}
-        for field in ("temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort", "seed", "stop"):
+        for field in (
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "max_completion_tokens",
+            "reasoning_effort",
+            "seed",
+            "stop",
+        ):
             value = getattr(self, field)
             if value is not None:
                 params[field] = value

@@ -44,18 +44,23 @@ class PromptTemplate:
         except KeyError as exc:
             raise ConfigError(
                 f"template needs ${exc.args[0]}, which the generator does not provide",
-                path=self.source, field=self.role,
+                path=self.source,
+                field=self.role,
                 hint=f"available: {', '.join(sorted(values))}",
             ) from None
         except ValueError as exc:
-            raise ConfigError(str(exc), path=self.source, field=self.role, hint="write $$ for a literal $") from None
+            raise ConfigError(
+                str(exc), path=self.source, field=self.role, hint="write $$ for a literal $"
+            ) from None
 
     @classmethod
     def parse(cls, text: str, *, role: str, language: str, source: str) -> PromptTemplate:
         header, sep, body = text.partition("\n---\n")
         if not sep or not header.startswith("version:"):
             raise ConfigError(
-                "a prompt template starts with 'version: N' and a '---' line", path=source, field=role,
+                "a prompt template starts with 'version: N' and a '---' line",
+                path=source,
+                field=role,
                 hint="add the two header lines above the prompt text",
             )
         try:
@@ -85,19 +90,32 @@ class PromptLibrary:
         if role in self.overrides:
             path = self.overrides[role]
             if not path.is_file():
-                raise ConfigError(f"prompt file not found: {path}", field=f"prompts.{role}",
-                                  hint="paths are relative to the recipe file")
-            return PromptTemplate.parse(path.read_text(encoding="utf-8"), role=role, language=self.language,
-                                        source=str(path))
+                raise ConfigError(
+                    f"prompt file not found: {path}",
+                    field=f"prompts.{role}",
+                    hint="paths are relative to the recipe file",
+                )
+            return PromptTemplate.parse(
+                path.read_text(encoding="utf-8"), role=role, language=self.language, source=str(path)
+            )
         for language in (self.language, FALLBACK_LANGUAGE):
             resource = resources.files("synthgen") / "prompts" / language / f"{role}.txt"
             if resource.is_file():
-                return PromptTemplate.parse(resource.read_text(encoding="utf-8"), role=role, language=language,
-                                            source=f"synthgen/prompts/{language}/{role}.txt")
-        raise ConfigError(f"no prompt template for role {role!r}", field=f"prompts.{role}",
-                          hint=f"ship synthgen/prompts/{self.language}/{role}.txt or override it in the recipe")
+                return PromptTemplate.parse(
+                    resource.read_text(encoding="utf-8"),
+                    role=role,
+                    language=language,
+                    source=f"synthgen/prompts/{language}/{role}.txt",
+                )
+        raise ConfigError(
+            f"no prompt template for role {role!r}",
+            field=f"prompts.{role}",
+            hint=f"ship synthgen/prompts/{self.language}/{role}.txt or override it in the recipe",
+        )
 
     def hashes(self) -> dict[str, dict[str, object]]:
         """Role -> version and sha256 of every template loaded so far (provenance)."""
-        return {r: {"version": t.version, "sha256": t.sha256, "language": t.language, "source": t.source}
-                for r, t in sorted(self._loaded.items())}
+        return {
+            r: {"version": t.version, "sha256": t.sha256, "language": t.language, "source": t.source}
+            for r, t in sorted(self._loaded.items())
+        }

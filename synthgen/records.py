@@ -28,13 +28,19 @@ class ChatMessage(BaseModel):
 
 
 def _dump(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m.model_dump() if isinstance(m, ChatMessage) else {"role": m["role"], "content": m["content"]}
-            for m in messages]
+    return [
+        m.model_dump() if isinstance(m, ChatMessage) else {"role": m["role"], "content": m["content"]}
+        for m in messages
+    ]
 
 
 def prompt_id(messages: Sequence[ChatMessage | dict[str, Any]] | str) -> str:
     """sha256 hex of a prompt: a string as is, a message list as canonical JSON."""
-    text = messages if isinstance(messages, str) else json.dumps(_dump(messages), ensure_ascii=False, sort_keys=True)
+    text = (
+        messages
+        if isinstance(messages, str)
+        else json.dumps(_dump(messages), ensure_ascii=False, sort_keys=True)
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

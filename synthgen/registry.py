@@ -32,7 +32,9 @@ def get_generator(name: str) -> type[Generator]:
     eps = _entry_points()
     if name not in eps:
         close = difflib.get_close_matches(name, eps, n=1)
-        hint = (f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(sorted(eps)) or 'none'}"
+        hint = (
+            f"did you mean {close[0]!r}? " if close else ""
+        ) + f"available: {', '.join(sorted(eps)) or 'none'}"
         raise GeneratorNotFound(f"unknown generator {name!r}", hint=hint)
     cls = eps[name].load()  # type: ignore[attr-defined]
     if not (isinstance(cls, type) and issubclass(cls, Generator)):

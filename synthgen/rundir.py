@@ -73,8 +73,12 @@ def write_run_dir(
         (tmp / "generated").mkdir()
         with (tmp / "generated" / "seeds.jsonl").open("w", encoding="utf-8") as f:
             for row in generated:
-                f.write(json.dumps({k: v for k, v in row.items() if k != "__split"}, ensure_ascii=False) + "\n")
-    (tmp / "run.json").write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+                f.write(
+                    json.dumps({k: v for k, v in row.items() if k != "__split"}, ensure_ascii=False) + "\n"
+                )
+    (tmp / "run.json").write_text(
+        json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     (tmp / "README.md").write_text(render_card(tmp, recipe, result.to_json()), encoding="utf-8")
     for kind, records in reports.items():
         with (out / ".synthgen" / f"{kind if kind != 'failed' else 'failures'}.jsonl").open("w") as f:

@@ -27,11 +27,11 @@ from tqdm import tqdm
 from . import __version__
 from .cache import ResponseCache
 from .client import ChatClient
+from .dedup import NearDuplicates, dedup_text
 from .errors import CompletionFailed, ResumeError, SynthgenError
 from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
 from .journal import Journal
 from .limits import Limits
-from .dedup import NearDuplicates, dedup_text
 from .quality import check_dialogue, check_preference
 from .recipe import Recipe, Step
 from .records import DialogueRow, PreferenceRow
@@ -117,8 +117,14 @@ class _StepRun:
     async def execute(self, items: list[WorkItem], ctx: GeneratorContext) -> None:
         done = self.journal.load()
         pending: Iterator[WorkItem] = iter([i for i in items if i.id not in done])
-        bar = tqdm(total=len(items), initial=len(items) - sum(1 for i in items if i.id not in done),
-                   desc=self.step.name, unit="item", disable=not self.runner.progress, leave=False)
+        bar = tqdm(
+            total=len(items),
+            initial=len(items) - sum(1 for i in items if i.id not in done),
+            desc=self.step.name,
+            unit="item",
+            disable=not self.runner.progress,
+            leave=False,
+        )
         meter = self.runner.client.meter
 
         async def worker() -> None:
@@ -150,7 +156,8 @@ class _StepRun:
             return {**entry, "status": "failed", "reason": exc.reason, "detail": exc.message[:500]}
         except Rejected as exc:
             return {**entry, "status": "rejected", "reason": exc.reason, "detail": exc.detail[:500]}
-        kept, dropped = [], []
+        kept: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
         for row in rows:
             try:
                 verdict = self.runner.check(self.generator.output, row)
@@ -162,8 +169,13 @@ class _StepRun:
                 dropped.append({"reason": verdict.reason, "detail": verdict.detail, "row": row})
         if not kept:
             first = dropped[0] if dropped else {"reason": "empty", "detail": "no rows"}
-            return {**entry, "status": "rejected", "reason": first["reason"], "detail": first["detail"],
-                    "dropped": dropped}
+            return {
+                **entry,
+                "status": "rejected",
+                "reason": first["reason"],
+                "detail": first["detail"],
+                "dropped": dropped,
+            }
         return {**entry, "status": "ok", "rows": kept, "dropped": dropped}
 
     def collect(self, items: list[WorkItem]) -> list[dict[str, Any]]:
@@ -179,8 +191,9 @@ class _StepRun:
                 counts.not_started += 1
                 continue
             for dropped in entry.get("dropped", []):
-                self.runner.report("rejected", self.step.name, item.id, dropped["reason"], dropped["detail"],
-                                   dropped["row"])
+                self.runner.report(
+                    "rejected", self.step.name, item.id, dropped["reason"], dropped["detail"], dropped["row"]
+                )
                 counts.rows_rejected += 1
                 counts.rejections[dropped["reason"]] = counts.rejections.get(dropped["reason"], 0) + 1
             if entry["status"] == "failed":
@@ -194,7 +207,7 @@ class _StepRun:
                     counts.rejections[entry["reason"]] = counts.rejections.get(entry["reason"], 0) + 1
                     self.runner.report("rejected", self.step.name, item.id, entry["reason"], entry["detail"])
                 continue
-            kept = []
+            kept: list[dict[str, Any]] = []
             for row in entry["rows"]:
                 verdict = dedup.check(f"{item.id}#{len(kept)}", _dedup_text(self.generator.output, row))
                 if verdict is None:
@@ -219,29 +232,45 @@ def _dedup_text(output: str, row: Mapping[str, Any]) -> str:
 
 
 class _Runner:
-    def __init__(self, recipe: Recipe, out: Path, *, offline: bool, limit: int | None, concurrency: int | None,
-                 use_cache: bool, progress: bool) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        offline: bool,
+        limit: int | None,
+        concurrency: int | None,
+        use_cache: bool,
+        progress: bool,
+    ) -> None:
         self.recipe, self.out, self.offline, self.limit, self.progress = recipe, out, offline, limit, progress
         self.state = out / STATE_DIR
-        profiles = {n: p.model_copy(update={"max_concurrency": concurrency}) if concurrency else p
-                    for n, p in recipe.models.items()}
+        profiles = {
+            n: p.model_copy(update={"max_concurrency": concurrency}) if concurrency else p
+            for n, p in recipe.models.items()
+        }
         self.profiles = profiles
         self.workers = 2 * max(p.max_concurrency for p in profiles.values())
-        self.client = ChatClient(cache=ResponseCache(cache_path(), enabled=use_cache),
-                                 meter=UsageMeter(max_usd=recipe.budget.max_usd), limits=Limits(), offline=offline)
+        self.client = ChatClient(
+            cache=ResponseCache(cache_path(), enabled=use_cache),
+            meter=UsageMeter(max_usd=recipe.budget.max_usd),
+            limits=Limits(),
+            offline=offline,
+        )
         self.splits: dict[str, str] = {}
+        self.seeds = {s.id: s for s in recipe.loaded_seeds}
         self.budget_exhausted = False
         self._reports: dict[str, list[dict[str, Any]]] = {"failed": [], "rejected": []}
 
     def check(self, output: str, row: dict[str, Any]) -> Any:
-        seeds = {s.id: s for s in self.recipe.loaded_seeds}
-        kwargs = {"seeds": seeds, "language": self.recipe.language, "config": self.recipe.quality}
+        seeds = self.seeds
+        language, config = self.recipe.language, self.recipe.quality
         if output == "sft":
             DialogueRow.model_validate(row)
-            return check_dialogue(row, **kwargs)
+            return check_dialogue(row, seeds=seeds, language=language, config=config)
         if output == "prefs":
             PreferenceRow.model_validate(row)
-            return check_preference(row, **kwargs)
+            return check_preference(row, seeds=seeds, language=language, config=config)
         Seed.model_validate({k: v for k, v in row.items() if k != "__split"})
         return None
 
@@ -262,17 +291,33 @@ class _Runner:
                 raise ResumeError(
                     f"{self.out} was made by a different recipe (fingerprint {state['fingerprint'][:12]} != "
                     f"{fingerprint[:12]}): {_what_changed(state.get('recipe', {}), self._recipe_dump())}",
-                    path=str(self.out), hint="use a new --out, or restore the recipe to resume",
+                    path=str(self.out),
+                    hint="use a new --out, or restore the recipe to resume",
                 )
             if state.get("offline") != self.offline:
-                raise ResumeError(f"{self.out} was made {'offline' if state.get('offline') else 'online'}",
-                                  path=str(self.out), hint="use a new --out, or match --offline")
+                raise ResumeError(
+                    f"{self.out} was made {'offline' if state.get('offline') else 'online'}",
+                    path=str(self.out),
+                    hint="use a new --out, or match --offline",
+                )
             self.splits = json.loads((self.state / "splits.json").read_text())
         else:
-            self.splits = assign_splits(self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed)
+            self.splits = assign_splits(
+                self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed
+            )
             _write_atomic(self.state / "splits.json", json.dumps(self.splits, indent=1, sort_keys=True))
-            _write_atomic(state_file, json.dumps({"fingerprint": fingerprint, "offline": self.offline,
-                                                  "recipe": self._recipe_dump(), "created": time.time()}, indent=1))
+            _write_atomic(
+                state_file,
+                json.dumps(
+                    {
+                        "fingerprint": fingerprint,
+                        "offline": self.offline,
+                        "recipe": self._recipe_dump(),
+                        "created": time.time(),
+                    },
+                    indent=1,
+                ),
+            )
 
     def _recipe_dump(self) -> dict[str, Any]:
         return json.loads(self.recipe.model_dump_json(by_alias=True))
@@ -301,11 +346,19 @@ class _Runner:
                 steps[step.name] = step_run.counts
         meter = self.client.meter
         result = RunResult(
-            run_dir=str(self.out), recipe=self.recipe.name, fingerprint=self.recipe.fingerprint(),
-            offline=self.offline, steps=steps, usage=meter.snapshot(), cost_usd=round(meter.spent_usd, 6),
+            run_dir=str(self.out),
+            recipe=self.recipe.name,
+            fingerprint=self.recipe.fingerprint(),
+            offline=self.offline,
+            steps=steps,
+            usage=meter.snapshot(),
+            cost_usd=round(meter.spent_usd, 6),
             seconds=round(time.monotonic() - started, 3),
-            splits=dict(Counter(self.splits.values())), prompts=prompts.hashes(), versions=_versions(self.recipe),
-            response_models=sorted(meter.by_model), token_counter=TOKEN_COUNTER,
+            splits=dict(Counter(self.splits.values())),
+            prompts=prompts.hashes(),
+            versions=_versions(self.recipe),
+            response_models=sorted(meter.by_model),
+            token_counter=TOKEN_COUNTER,
             budget={"max_usd": self.recipe.budget.max_usd, "exhausted": self.budget_exhausted},
             complete=all(c.not_started == 0 for c in steps.values()),
         )
@@ -317,15 +370,28 @@ class _Runner:
 
 
 def context_for(
-    recipe: Recipe, client: ChatClient, step: Step, generator: Generator, upstream: Sequence[Mapping[str, Any]],
-    profiles: Mapping[str, Any], prompts: Any,
+    recipe: Recipe,
+    client: ChatClient,
+    step: Step,
+    generator: Generator,
+    upstream: Sequence[Mapping[str, Any]],
+    profiles: Mapping[str, Any],
+    prompts: Any,
 ) -> GeneratorContext:
     """The context a step's generator sees (shared by run, estimate and validate's dry run)."""
     return GeneratorContext(
-        client=client, profiles=profiles, seeds={s.id: s for s in recipe.loaded_seeds},
-        personas=recipe.loaded_personas, prompts=prompts, language=recipe.language,
-        system_prompt=recipe.system_prompt, grounding=recipe.grounding, recipe_seed=recipe.seed, step=step.name,
-        upstream={step.from_: upstream} if step.from_ else {}, version=f"{generator.name}/{generator.version}",
+        client=client,
+        profiles=profiles,
+        seeds={s.id: s for s in recipe.loaded_seeds},
+        personas=recipe.loaded_personas,
+        prompts=prompts,
+        language=recipe.language,
+        system_prompt=recipe.system_prompt,
+        grounding=recipe.grounding,
+        recipe_seed=recipe.seed,
+        step=step.name,
+        upstream={step.from_: upstream} if step.from_ else {},
+        version=f"{generator.name}/{generator.version}",
     )
 
 
@@ -366,8 +432,15 @@ def run(
 ) -> RunResult:
     """Generate the recipe's datasets into ``out`` (resuming what is already there)."""
     del confirm  # reserved: the CLI asks before calling run when the estimate exceeds the budget
-    runner = _Runner(recipe, Path(out), offline=offline, limit=limit, concurrency=concurrency,
-                     use_cache=use_cache, progress=progress)
+    runner = _Runner(
+        recipe,
+        Path(out),
+        offline=offline,
+        limit=limit,
+        concurrency=concurrency,
+        use_cache=use_cache,
+        progress=progress,
+    )
     try:
         return asyncio.run(runner.run())
     finally:

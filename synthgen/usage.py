@@ -23,8 +23,8 @@ __all__ = [
     "TokenUsage",
     "UsageMeter",
     "cost_usd",
-    "count_tokens",
     "count_message_tokens",
+    "count_tokens",
     "price_for",
 ]
 
@@ -99,7 +99,9 @@ def cost_usd(usage: TokenUsage, prices: Prices | None) -> float:
         return 0.0
     cached_price = prices.cached_input if prices.cached_input is not None else prices.input
     uncached = usage.prompt_tokens - usage.cached_tokens
-    return (uncached * prices.input + usage.cached_tokens * cached_price + usage.completion_tokens * prices.output) / 1e6
+    return (
+        uncached * prices.input + usage.cached_tokens * cached_price + usage.completion_tokens * prices.output
+    ) / 1e6
 
 
 @dataclass
@@ -152,6 +154,7 @@ class UsageMeter:
 
 
 # --- token estimates -------------------------------------------------------------------------
+
 
 def _heuristic_counter() -> Callable[[str], int]:
     # Calibrated against o200k_base on the shipped Spanish seeds and English prompts: about 4.1

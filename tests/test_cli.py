@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -181,13 +183,16 @@ WRONG_KEY = "sk-wrong-4f9c1e7a2b8d3f60-tail"
 
 
 def _online_recipe(tmp_path: Path, base_url: str) -> Path:
-    """The demo recipe with every profile on ``base_url`` and its key in ``$SYNTHGEN_TEST_KEY``; no budget."""
+    """The demo recipe with every profile on ``base_url`` and its key in ``$SYNTHGEN_TEST_KEY``; no budget,
+    one-turn dialogues and two candidates (fewer calls: these tests are about exit codes, not data)."""
     recipe = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     recipe["seeds"] = str((DEMO.parent / recipe["seeds"]).resolve())
     recipe["personas"] = str((DEMO.parent / recipe["personas"]).resolve())
     for profile in recipe["models"].values():
         profile.update(base_url=base_url, api_key_env=KEY_ENV, max_attempts=2)
     del recipe["budget"]
+    recipe["steps"][0]["config"]["turns"] = [1, 1]
+    recipe["steps"][1]["config"]["candidates"] = 2
     path = tmp_path / "online.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     return path
@@ -219,3 +224,33 @@ def test_missing_key_exits_2_before_any_request(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "models.student.api_key_env" in result.stderr and f"${KEY_ENV} is empty" in result.stderr
     assert "--offline" in result.stderr  # the hint offers the way out
+
+
+def test_ctrl_c_exits_130_and_the_same_command_resumes(
+    tmp_path: Path, hermetic: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real process gets a real SIGINT mid-run (requests held by the server's latency)."""
+    monkeypatch.setenv(KEY_ENV, "sk-loopback")
+    out = tmp_path / "run"
+    with OpenAIServer(ServerConfig(latency=2.0)) as server:
+        recipe = _online_recipe(tmp_path, server.url)
+        script = Path(sys.executable).with_name("synthgen")
+        cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "synthgen.cli"]
+        args = ["run", str(recipe), "--out", str(out), "--limit", "1", "--yes"]
+        proc = subprocess.Popen([*cmd, *args], env=os.environ.copy(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while server.stats()["requests"] == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (stdout, stderr)
+        assert "interrupted" in stderr and "run the same command to resume" in stderr
+        assert "Traceback" not in stderr
+        assert (out / ".synthgen" / "state.json").is_file() and not (out / "run.json").exists()
+
+        server.config.latency = 0.0
+        resumed = invoke(*args)
+    assert resumed.exit_code == 0, resumed.output
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["complete"] and run["steps"]["dialogues"]["items"] == 1

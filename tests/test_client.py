@@ -29,13 +29,22 @@ class Verdict(pydantic.BaseModel):
 
 
 def profile(url: str, **kw: Any) -> ModelProfile:
-    base: dict[str, Any] = {"name": "assistant", "model": "gpt-4o-2024-08-06", "base_url": url,
-                            "api_key_env": "TEST_KEY", "timeout": 2.0, "max_concurrency": 8}
+    base: dict[str, Any] = {
+        "name": "assistant",
+        "model": "gpt-4o-2024-08-06",
+        "base_url": url,
+        "api_key_env": "TEST_KEY",
+        "timeout": 2.0,
+        "max_concurrency": 8,
+    }
     return ModelProfile(**{**base, **kw})
 
 
 def messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "Eres un juez."}, {"role": "user", "content": f"Pregunta número {i}"}]
+    return [
+        {"role": "system", "content": "Eres un juez."},
+        {"role": "user", "content": f"Pregunta número {i}"},
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +54,30 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def test_faults_of_every_kind_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:
-    faults = ("429", "408", "500", "503", "x_should_retry", "x_should_retry_400", "hang", "malformed_json",
-              "schema_violation", "invalid_json_content", "truncated", "disconnect")
+    faults = (
+        "429",
+        "408",
+        "500",
+        "503",
+        "x_should_retry",
+        "x_should_retry_400",
+        "hang",
+        "malformed_json",
+        "schema_violation",
+        "invalid_json_content",
+        "truncated",
+        "disconnect",
+    )
     config = ServerConfig(fault_rate=0.3, faults=faults, seed=7, latency=0.01, retry_after=0.02, hang_max=30)
     with OpenAIServer(config) as server:
-        p = profile(server.url, max_concurrency=64, requests_per_minute=60_000, max_tokens=400, timeout=1.0,
-                    max_attempts=10)
+        p = profile(
+            server.url,
+            max_concurrency=64,
+            requests_per_minute=60_000,
+            max_tokens=400,
+            timeout=1.0,
+            max_attempts=10,
+        )
         cache = ResponseCache(tmp_path / "cache.sqlite3")
         async with ChatClient(cache=cache) as client:
             results = await asyncio.gather(
@@ -60,7 +87,9 @@ async def test_faults_of_every_kind_lose_nothing_and_duplicate_nothing(tmp_path:
         stats = server.stats()
     ok = [r for r in results if isinstance(r, Completion)]
     failed = [r for r in results if isinstance(r, CompletionFailed)]
-    assert len(ok) + len(failed) == 500, [r for r in results if not isinstance(r, Completion | CompletionFailed)]
+    assert len(ok) + len(failed) == 500, [
+        r for r in results if not isinstance(r, Completion | CompletionFailed)
+    ]
     assert len(ok) >= 0.999 * 500, [(f.reason, f.message, f.attempts) for f in failed]
     assert all(f.reason for f in failed)
     assert all(isinstance(r.parsed, Verdict) for r in ok)
@@ -76,16 +105,18 @@ async def test_k_samples_are_distinct_and_a_second_batch_is_free() -> None:
         p = profile(server.url)
         cache = ResponseCache(cache_path())
         async with ChatClient(cache=cache) as client:
-            first = await asyncio.gather(*(client.complete(messages(0), profile=p, schema=Verdict, sample=k)
-                                           for k in range(4)))
+            first = await asyncio.gather(
+                *(client.complete(messages(0), profile=p, schema=Verdict, sample=k) for k in range(4))
+            )
             served = server.stats()
             assert served["requests"] == 4
             assert len({c.content for c in first}) == 4
             usage = client.meter.total()
             assert usage.prompt_tokens == served["usage"]["prompt_tokens"]
             assert usage.completion_tokens == served["usage"]["completion_tokens"]
-            again = await asyncio.gather(*(client.complete(messages(0), profile=p, schema=Verdict, sample=k)
-                                           for k in range(4)))
+            again = await asyncio.gather(
+                *(client.complete(messages(0), profile=p, schema=Verdict, sample=k) for k in range(4))
+            )
         assert server.stats()["requests"] == 4  # zero HTTP requests for the second batch
         assert [c.content for c in again] == [c.content for c in first]
         assert all(c.cached for c in again)
@@ -123,28 +154,77 @@ async def test_sdk_retries_are_off_and_attempts_are_bounded() -> None:
 @pytest.mark.parametrize(
     ("reply", "error", "field"),
     [
-        ({"status": 401, "body": {"error": {"message": "bad key", "type": "invalid_request_error"}}},
-         AuthenticationFailed, "models.assistant.api_key_env"),
-        ({"status": 403, "body": {"error": {"message": "no access", "type": "permission"}}},
-         AuthenticationFailed, "models.assistant.api_key_env"),
-        ({"status": 404, "body": {"error": {"message": "model not found", "type": "invalid_request_error"}}},
-         ProviderError, "models.assistant.model"),
-        ({"status": 400, "body": {"error": {"message": "Unsupported value: 'temperature'", "param": "temperature",
-                                            "type": "invalid_request_error"}}},
-         ProviderError, "models.assistant.temperature"),
-        ({"status": 400, "body": {"error": {"message": "Unsupported parameter: 'max_tokens'", "param": "max_tokens",
-                                            "type": "invalid_request_error"}}},
-         ProviderError, "models.assistant.max_tokens"),
-        ({"status": 400, "body": {"error": {"message": "response_format json_schema is not supported",
-                                            "param": "response_format", "type": "invalid_request_error"}}},
-         ProviderError, "models.assistant.structured_output"),
+        (
+            {"status": 401, "body": {"error": {"message": "bad key", "type": "invalid_request_error"}}},
+            AuthenticationFailed,
+            "models.assistant.api_key_env",
+        ),
+        (
+            {"status": 403, "body": {"error": {"message": "no access", "type": "permission"}}},
+            AuthenticationFailed,
+            "models.assistant.api_key_env",
+        ),
+        (
+            {
+                "status": 404,
+                "body": {"error": {"message": "model not found", "type": "invalid_request_error"}},
+            },
+            ProviderError,
+            "models.assistant.model",
+        ),
+        (
+            {
+                "status": 400,
+                "body": {
+                    "error": {
+                        "message": "Unsupported value: 'temperature'",
+                        "param": "temperature",
+                        "type": "invalid_request_error",
+                    }
+                },
+            },
+            ProviderError,
+            "models.assistant.temperature",
+        ),
+        (
+            {
+                "status": 400,
+                "body": {
+                    "error": {
+                        "message": "Unsupported parameter: 'max_tokens'",
+                        "param": "max_tokens",
+                        "type": "invalid_request_error",
+                    }
+                },
+            },
+            ProviderError,
+            "models.assistant.max_tokens",
+        ),
+        (
+            {
+                "status": 400,
+                "body": {
+                    "error": {
+                        "message": "response_format json_schema is not supported",
+                        "param": "response_format",
+                        "type": "invalid_request_error",
+                    }
+                },
+            },
+            ProviderError,
+            "models.assistant.structured_output",
+        ),
     ],
 )
-async def test_config_errors_fail_fast_naming_the_field(reply: dict[str, Any], error: type, field: str) -> None:
+async def test_config_errors_fail_fast_naming_the_field(
+    reply: dict[str, Any], error: type, field: str
+) -> None:
     with OpenAIServer(ServerConfig(responder=lambda request: reply)) as server:
         async with ChatClient() as client:
             with pytest.raises(error) as info:
-                await client.complete(messages(1), profile=profile(server.url, temperature=0.5), schema=Verdict)
+                await client.complete(
+                    messages(1), profile=profile(server.url, temperature=0.5), schema=Verdict
+                )
         assert info.value.field == field
         assert info.value.hint
         assert server.stats()["requests"] == 1  # not retried
@@ -212,7 +292,9 @@ async def test_truncation_is_reasked_with_a_larger_limit_only() -> None:
 
     with OpenAIServer(ServerConfig(responder=responder)) as server:
         async with ChatClient() as client:
-            result = await client.complete(messages(1), profile=profile(server.url, max_tokens=50), schema=Verdict)
+            result = await client.complete(
+                messages(1), profile=profile(server.url, max_tokens=50), schema=Verdict
+            )
             assert isinstance(result.parsed, Verdict)
             assert [r["max_tokens"] for r in seen] == [50, 100]
             seen.clear()
@@ -231,8 +313,9 @@ async def test_json_object_fallback_validates_locally() -> None:
 
     with OpenAIServer(ServerConfig(responder=responder)) as server:
         async with ChatClient() as client:
-            result = await client.complete(messages(1), profile=profile(server.url, structured_output="json_object"),
-                                           schema=Verdict)
+            result = await client.complete(
+                messages(1), profile=profile(server.url, structured_output="json_object"), schema=Verdict
+            )
     assert result.parsed == Verdict(rationale="ok", score=7, label="good", tags=["a"])
     assert seen[0]["response_format"] == {"type": "json_object"}
     assert '"score"' in seen[0]["messages"][-1]["content"]  # the schema is stated in the prompt
@@ -288,11 +371,14 @@ async def test_limits_are_shared_by_profiles_of_one_model_and_key() -> None:
     with OpenAIServer(ServerConfig(latency=0.1)) as server:
         async with ChatClient() as client:
             student = profile(server.url, name="student", max_concurrency=4, requests_per_minute=10**6)
-            judge = profile(server.url, name="judge", max_concurrency=4, temperature=0.0,
-                            requests_per_minute=10**6)
+            judge = profile(
+                server.url, name="judge", max_concurrency=4, temperature=0.0, requests_per_minute=10**6
+            )
             assert client.limiter(student) is client.limiter(judge)
-            await asyncio.gather(*(client.complete(messages(i), profile=student) for i in range(8)),
-                                 *(client.complete(messages(i), profile=judge) for i in range(8)))
+            await asyncio.gather(
+                *(client.complete(messages(i), profile=student) for i in range(8)),
+                *(client.complete(messages(i), profile=judge) for i in range(8)),
+            )
         assert server.stats()["peak_in_flight"] == 4
 
 
@@ -303,7 +389,7 @@ async def test_the_key_never_reaches_the_cache(tmp_path: Path, key: str) -> None
             await client.complete(messages(1), profile=profile(server.url), schema=Verdict)
         cache.close()
         assert server.stats()["auth_headers_seen"] == [f"Bearer {key}"]
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("c.sqlite3*"))
+    raw = b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.name.startswith("c.sqlite3"))
     assert key.encode() not in raw
     rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT key, value FROM responses").fetchall()
     assert rows and all(key not in json.dumps(r) for r in rows)

@@ -63,9 +63,21 @@ def rows(run_dir: Path, config: str) -> list[str]:
 
 
 def test_faulty_endpoint_run_accounts_for_every_item(endpoint: Any, tmp_path: Path) -> None:
-    server = endpoint(fault_rate=0.2, faults=("429", "408", "500", "503", "malformed_json",
-                                              "invalid_json_content", "truncated", "disconnect"),
-                      retry_after=0.01, seed=3)
+    server = endpoint(
+        fault_rate=0.2,
+        faults=(
+            "429",
+            "408",
+            "500",
+            "503",
+            "malformed_json",
+            "invalid_json_content",
+            "truncated",
+            "disconnect",
+        ),
+        retry_after=0.01,
+        seed=3,
+    )
     recipe = load_recipe(unthrottled(tmp_path))
     result = run(recipe, out=tmp_path / "run", limit=24, concurrency=16)
     report = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -93,11 +105,27 @@ def test_faulty_endpoint_run_accounts_for_every_item(endpoint: Any, tmp_path: Pa
 def test_resume_after_sigkill_gives_the_same_rows(endpoint: Any, tmp_path: Path) -> None:
     server = endpoint(latency=0.02)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "synthgen.cli", "run", str(unthrottled(tmp_path)), "--limit", "10", "--concurrency", "4", "--yes"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synthgen.cli",
+        "run",
+        str(unthrottled(tmp_path)),
+        "--limit",
+        "10",
+        "--concurrency",
+        "4",
+        "--yes",
+    ]
 
     reference_home = tmp_path / "home-reference"
-    subprocess.run([*cmd, "--out", str(tmp_path / "reference")], env={**env, "SYNTHGEN_HOME": str(reference_home)},
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*cmd, "--out", str(tmp_path / "reference")],
+        env={**env, "SYNTHGEN_HOME": str(reference_home)},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     # identical requests of two generators (a dialogue turn and a grounded candidate) are paid once each
     baseline_duplicates = server.stats()["duplicates"]
     server.reset()
@@ -106,8 +134,9 @@ def test_resume_after_sigkill_gives_the_same_rows(endpoint: Any, tmp_path: Path)
     rng = random.Random(1)
     in_flight_at_kills = []
     for _ in range(10):
-        process = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(1.5, 4.0))  # imports take ~1.5 s; kill somewhere in generation or finalize
         in_flight_at_kills.append(server.stats()["in_flight"])
         process.send_signal(signal.SIGKILL)
@@ -182,7 +211,10 @@ def test_pilot_estimate_is_within_15_percent_of_the_run(endpoint: Any, tmp_path:
     server.reset()
     result = run(recipe, out=tmp_path / "run")
     measured = result.usage["total"]["total_tokens"] + sum(
-        u["prompt_tokens"] + u["completion_tokens"] for u in result.usage["cached_by_model"].values())
+        u["prompt_tokens"] + u["completion_tokens"] for u in result.usage["cached_by_model"].values()
+    )
     assert abs(planned.tokens - measured) / measured < 0.15, (planned.tokens, measured)
-    print(f"pilot estimate {planned.tokens:.0f} tokens vs measured {measured}: "
-          f"{(planned.tokens - measured) / measured:+.1%}")
+    print(
+        f"pilot estimate {planned.tokens:.0f} tokens vs measured {measured}: "
+        f"{(planned.tokens - measured) / measured:+.1%}"
+    )
