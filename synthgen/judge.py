@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,16 @@ if TYPE_CHECKING:
     from .profile import ModelProfile
     from .prompts import PromptLibrary
 
-__all__ = ["WEIGHTS", "Grade", "RubricScores", "grade", "render_conversation"]
+__all__ = [
+    "WEIGHTS",
+    "ClaimCheck",
+    "ClaimVerdict",
+    "Grade",
+    "RubricScores",
+    "grade",
+    "render_conversation",
+    "verify_claims",
+]
 
 #: How each criterion counts in :attr:`Grade.score`. Faithfulness counts double because a
 #: faculty assistant that invents a deadline or a regulation does more harm than a terse one.
@@ -113,3 +122,54 @@ async def grade(
         judge_model=completion.model,
         cached=completion.cached,
     )
+
+
+# --- claim-level verification ----------------------------------------------------------------
+
+CLAIMS_ROLE = "judge_claims"
+
+
+class ClaimVerdict(BaseModel):
+    """One factual claim of an answer and whether the reference supports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: str = Field(description="one atomic factual statement of the answer, in its language")
+    verdict: Literal["supported", "contradicted", "not_in_reference"]
+
+
+class ClaimCheck(BaseModel):
+    """Every factual claim of an answer; referrals and courtesy are not claims."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claims: list[ClaimVerdict]
+
+    @property
+    def unsupported(self) -> list[ClaimVerdict]:
+        return [c for c in self.claims if c.verdict != "supported"]
+
+
+async def verify_claims(
+    client: ChatClient,
+    profile: ModelProfile,
+    *,
+    answer: str,
+    reference: str,
+    prompts: PromptLibrary,
+    language: str | None = None,
+    version: str = "",
+) -> ClaimCheck:
+    """Split ``answer`` into atomic claims and check each against ``reference``.
+
+    Used by the quality filters (an assistant turn must not state what its facts do not say) and by
+    evaluation (claim precision and contradiction rate against the faculty's gold answer).
+    """
+    content = prompts.render(
+        CLAIMS_ROLE, reference=reference.strip(), answer=answer.strip(), language=language or prompts.language
+    )
+    completion = await client.complete(
+        [{"role": "user", "content": content}], profile=profile, schema=ClaimCheck, version=version
+    )
+    check: ClaimCheck = completion.parsed
+    return check

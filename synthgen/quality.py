@@ -124,6 +124,10 @@ class QualityConfig(BaseModel):
     disclaimer_patterns: list[str] = Field(default_factory=lambda: list(_DISCLAIMERS))
     user_role_flip_patterns: list[str] = Field(default_factory=lambda: list(_USER_AS_ASSISTANT))
     assistant_role_flip_patterns: list[str] = Field(default_factory=lambda: list(_ASSISTANT_AS_USER))
+    verify_claims: str | None = Field(
+        None, description="judge profile: every assistant turn's claims are checked against its seed facts"
+    )
+    max_unsupported_claims: int = Field(0, ge=0, description="claims not in (or against) the facts tolerated")
 
 
 @dataclass(frozen=True)

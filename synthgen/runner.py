@@ -32,7 +32,8 @@ from .errors import CompletionFailed, ResumeError, SynthgenError
 from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
 from .journal import Journal
 from .limits import Limits
-from .quality import check_dialogue, check_preference
+from .judge import verify_claims
+from .quality import Rejection, check_dialogue, check_preference
 from .recipe import Recipe, Step
 from .records import DialogueRow, PreferenceRow
 from .rundir import write_run_dir
@@ -161,8 +162,12 @@ class _StepRun:
         for row in rows:
             try:
                 verdict = self.runner.check(self.generator.output, row)
+                if verdict is None and self.runner.recipe.quality.verify_claims:
+                    verdict = await self.runner.verify_claims(self.generator.output, row, ctx)
             except ValidationError as exc:
                 return {**entry, "status": "failed", "reason": "invalid_row", "detail": str(exc)[:500]}
+            except CompletionFailed as exc:
+                return {**entry, "status": "failed", "reason": f"claims_{exc.reason}", "detail": exc.message[:500]}
             if verdict is None:
                 kept.append(row)
             else:
@@ -272,6 +277,28 @@ class _Runner:
             PreferenceRow.model_validate(row)
             return check_preference(row, seeds=seeds, language=language, config=config)
         Seed.model_validate({k: v for k, v in row.items() if k != "__split"})
+        return None
+
+    async def verify_claims(self, output: str, row: dict[str, Any], ctx: GeneratorContext) -> Rejection | None:
+        """Claim-level check of every assistant turn (sft) or the chosen answer (prefs) against its facts."""
+        quality = self.recipe.quality
+        assert quality.verify_claims is not None
+        if output == "sft":
+            answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        elif output == "prefs":
+            answers = [row["chosen"][0]["content"]]
+        else:
+            return None
+        reference = "\n\n".join(self.seeds[s].answer for s in row["seed_ids"] if s in self.seeds)
+        checks = await asyncio.gather(*(
+            verify_claims(self.client, self.profiles[quality.verify_claims], answer=answer, reference=reference,
+                          prompts=ctx.prompts, language=self.recipe.language, version=ctx.version)
+            for answer in answers
+        ))
+        unsupported = [c for check in checks for c in check.unsupported]
+        if len(unsupported) > quality.max_unsupported_claims:
+            detail = "; ".join(f"{c.verdict}: {c.claim}" for c in unsupported[:3])
+            return Rejection("unsupported_claim", detail[:500])
         return None
 
     def report(self, kind: str, step: str, item: str, reason: str, detail: str, row: Any = None) -> None:
