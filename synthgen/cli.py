@@ -198,7 +198,12 @@ def report(run_dir: Path) -> None:
 @main.command()
 @_errors
 def generators() -> None:
-    """List installed generators (entry point group synthgen.generators) with their versions."""
+    """List installed generators (entry point group synthgen.generators) with their versions.
+
+    \b
+    Example:
+      synthgen generators
+    """
     from .registry import available_generators
 
     for name, cls in available_generators().items():

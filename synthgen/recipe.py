@@ -32,8 +32,17 @@ __all__ = ["Recipe", "Step", "load_recipe"]
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 LICENSES = {
-    "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc0-1.0", "apache-2.0", "mit", "odc-by",
-    "cdla-permissive-2.0", "other", "unknown",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc0-1.0",
+    "apache-2.0",
+    "mit",
+    "odc-by",
+    "cdla-permissive-2.0",
+    "other",
+    "unknown",
 }
 
 
@@ -66,7 +75,9 @@ class Output(BaseModel):
     def _license(cls, value: str) -> str:
         if value not in LICENSES:
             close = difflib.get_close_matches(value, LICENSES, n=1)
-            raise ValueError(f"unknown license id {value!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise ValueError(
+                f"unknown license id {value!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
         return value
 
 
@@ -92,7 +103,7 @@ class Recipe(BaseModel):
     system_prompt: str = Field(min_length=1)
     models: dict[str, ModelProfile] = Field(min_length=1)
     steps: list[Step] = Field(min_length=1)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
+    quality: QualityConfig = Field(default_factory=lambda: QualityConfig())
     prompts: dict[str, Path] = Field(default_factory=dict)
     output: Output = Field(default_factory=Output)
     budget: Budget = Field(default_factory=Budget)
@@ -118,7 +129,9 @@ class Recipe(BaseModel):
         seen: set[str] = set()
         for i, step in enumerate(self.steps):
             if step.name in seen:
-                raise ValueError(f"steps[{i}].name: duplicate step name {step.name!r} (names key the journal)")
+                raise ValueError(
+                    f"steps[{i}].name: duplicate step name {step.name!r} (names key the journal)"
+                )
             if step.from_ is not None and step.from_ not in seen:
                 raise ValueError(
                     f"steps[{i}].from: {step.from_!r} is not an earlier step (earlier: {sorted(seen) or 'none'})"
@@ -137,17 +150,35 @@ class Recipe(BaseModel):
     def fingerprint(self) -> str:
         """What determines the rows: changing it refuses a resume. Limits, budget and hub don't count."""
         models = {
-            name: p.model_dump(include={"model", "base_url", "temperature", "top_p", "max_tokens",
-                                        "max_completion_tokens", "reasoning_effort", "seed", "stop", "extra_body",
-                                        "structured_output"})
+            name: p.model_dump(
+                include={
+                    "model",
+                    "base_url",
+                    "temperature",
+                    "top_p",
+                    "max_tokens",
+                    "max_completion_tokens",
+                    "reasoning_effort",
+                    "seed",
+                    "stop",
+                    "extra_body",
+                    "structured_output",
+                }
+            )
             for name, p in self.models.items()
         }
         prompts = {role: hashlib.sha256(p.read_bytes()).hexdigest() for role, p in self.prompts.items()}
         blob = {
-            "language": self.language, "seed": self.seed, "seeds": seeds_fingerprint(self.loaded_seeds),
-            "grounding": self.grounding, "system_prompt": self.system_prompt, "models": models,
-            "steps": [s.model_dump(by_alias=True) for s in self.steps], "quality": self.quality.model_dump(),
-            "prompts": prompts, "test_fraction": self.output.test_fraction,
+            "language": self.language,
+            "seed": self.seed,
+            "seeds": seeds_fingerprint(self.loaded_seeds),
+            "grounding": self.grounding,
+            "system_prompt": self.system_prompt,
+            "models": models,
+            "steps": [s.model_dump(by_alias=True) for s in self.steps],
+            "quality": self.quality.model_dump(),
+            "prompts": prompts,
+            "test_fraction": self.output.test_fraction,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -156,6 +187,7 @@ class Recipe(BaseModel):
 
 
 # --- loading ---------------------------------------------------------------------------------
+
 
 def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
     """Field path -> 1-based line, from the YAML node tree (pydantic locations map onto it)."""
@@ -241,12 +273,18 @@ def _fields_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
         current = candidates[0] if candidates else None
     if current is None:
         return []
-    return sorted(name if not f.alias else f.alias for name, f in current.model_fields.items()
-                  if name not in ("path", "loaded_seeds", "loaded_personas"))
+    return sorted(
+        name if not f.alias else f.alias
+        for name, f in current.model_fields.items()
+        if name not in ("path", "loaded_seeds", "loaded_personas")
+    )
 
 
 def _raise_validation(
-    exc: ValidationError, path: Path, lines: dict[tuple[str | int, ...], int], model: type[BaseModel],
+    exc: ValidationError,
+    path: Path,
+    lines: dict[tuple[str | int, ...], int],
+    model: type[BaseModel],
     prefix: tuple[str | int, ...] = (),
 ) -> None:
     first: RecipeError | None = None
@@ -261,8 +299,13 @@ def _raise_validation(
             # a model validator names the precise field in its message (steps[1].from, models.x.temperature)
             field, msg = msg.split(": ", 1)
             loc = _parse_field(field)
-        err = RecipeError(msg, path=path, line=_line_for(lines, loc), field=field or None,
-                          hint=_hint(error, _fields_of(model, error["loc"])))
+        err = RecipeError(
+            msg,
+            path=path,
+            line=_line_for(lines, loc),
+            field=field or None,
+            hint=_hint(error, _fields_of(model, error["loc"])),
+        )
         first = first or err
         messages.append(str(err))
     assert first is not None
@@ -281,8 +324,12 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                          line=mark.line + 1 if mark else None, hint="check indentation and quoting") from None
+        raise RecipeError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            path=path,
+            line=mark.line + 1 if mark else None,
+            hint="check indentation and quoting",
+        ) from None
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a YAML mapping (name, seeds, models, steps, ...)", path=path)
     lines = _line_map(text)
@@ -297,16 +344,25 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe.prompts = {k: (base / p).resolve() for k, p in recipe.prompts.items()}
     for i, seeds_path in enumerate(recipe.seeds):
         if not seeds_path.is_file():
-            raise RecipeError(f"seeds file not found: {seeds_path}", path=path, line=_line_for(lines, ("seeds", i)),
-                              field="seeds", hint="paths are relative to the recipe file")
+            raise RecipeError(
+                f"seeds file not found: {seeds_path}",
+                path=path,
+                line=_line_for(lines, ("seeds", i)),
+                field="seeds",
+                hint="paths are relative to the recipe file",
+            )
     seeds: list[Seed] = []
     for seeds_path in recipe.seeds:
         seeds.extend(load_seeds(seeds_path, language=recipe.language))
     ids = [s.id for s in seeds]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise SeedError(f"seed id {dup!r} appears in two seeds files", path=path, field="seeds",
-                        hint="ids must be unique across all files of a recipe")
+        raise SeedError(
+            f"seed id {dup!r} appears in two seeds files",
+            path=path,
+            field="seeds",
+            hint="ids must be unique across all files of a recipe",
+        )
     recipe.loaded_seeds = seeds
     personas = recipe.personas
     if personas is None:
@@ -315,9 +371,13 @@ def load_recipe(path: str | Path) -> Recipe:
     else:
         personas = (base / personas).resolve()
         if not personas.is_file():
-            raise RecipeError(f"personas file not found: {personas}", path=path,
-                              line=_line_for(lines, ("personas",)), field="personas",
-                              hint="paths are relative to the recipe file")
+            raise RecipeError(
+                f"personas file not found: {personas}",
+                path=path,
+                line=_line_for(lines, ("personas",)),
+                field="personas",
+                hint="paths are relative to the recipe file",
+            )
     recipe.personas = personas
     recipe.loaded_personas = load_personas(personas) if personas else []
     _check_steps(recipe, data, path, lines)
@@ -336,7 +396,9 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
     return ()
 
 
-def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[tuple[str | int, ...], int]) -> None:
+def _check_steps(
+    recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[tuple[str | int, ...], int]
+) -> None:
     library = recipe.prompt_library()
 
     def check_prompt(role: str) -> None:
@@ -345,8 +407,9 @@ def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[t
         except ConfigError as exc:
             overridden = exc.path is None and role in recipe.prompts  # the recipe line names the missing file
             line = _line_for(lines, ("prompts", role)) if overridden else exc.line
-            raise RecipeError(exc.message, path=exc.path or path, line=line, field=f"prompts.{role}",
-                              hint=exc.hint) from None
+            raise RecipeError(
+                exc.message, path=exc.path or path, line=line, field=f"prompts.{role}", hint=exc.hint
+            ) from None
 
     for role in recipe.prompts:  # an override of a role no step uses still has to exist and parse
         check_prompt(role)
@@ -355,8 +418,13 @@ def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[t
         try:
             cls = get_generator(step.generator)
         except ConfigError as exc:
-            raise RecipeError(exc.message, path=path, line=_line_for(lines, (*loc, "generator")),
-                              field=f"steps[{i}].generator", hint=exc.hint) from None
+            raise RecipeError(
+                exc.message,
+                path=path,
+                line=_line_for(lines, (*loc, "generator")),
+                field=f"steps[{i}].generator",
+                hint=exc.hint,
+            ) from None
         for field in getattr(cls, "path_fields", ()):
             value = step.config.get(field)
             if isinstance(value, str):
@@ -374,15 +442,24 @@ def _check_steps(recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[t
                 where = (*loc, "config", *_where_is(step.config, name))
                 profiles = ", ".join(recipe.models)
                 hint = (f"did you mean {close[0]!r}? " if close else "") + f"profiles: {profiles}"
-                raise RecipeError(f"unknown model profile {name!r}", path=path, line=_line_for(lines, where),
-                                  field=_dotted(where), hint=hint)
+                raise RecipeError(
+                    f"unknown model profile {name!r}",
+                    path=path,
+                    line=_line_for(lines, where),
+                    field=_dotted(where),
+                    hint=hint,
+                )
         for role in generator.prompt_roles():
             check_prompt(role)
         if step.from_ is not None:
             upstream = next(s for s in recipe.steps if s.name == step.from_)
             if get_generator(upstream.generator).output != "sft":
-                raise RecipeError(f"step {step.from_!r} does not produce dialogues", path=path,
-                                  line=_line_for(lines, (*loc, "from")), field=f"steps[{i}].from",
-                                  hint="'from' takes a step whose generator outputs sft rows")
+                raise RecipeError(
+                    f"step {step.from_!r} does not produce dialogues",
+                    path=path,
+                    line=_line_for(lines, (*loc, "from")),
+                    field=f"steps[{i}].from",
+                    hint="'from' takes a step whose generator outputs sft rows",
+                )
     if not recipe.loaded_seeds:
         raise RecipeError("the seeds files hold no seeds", path=path, field="seeds")

@@ -31,8 +31,8 @@ from .dedup import NearDuplicates, dedup_text
 from .errors import CompletionFailed, ResumeError, SynthgenError
 from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
 from .journal import Journal
-from .limits import Limits
 from .judge import verify_claims
+from .limits import Limits
 from .quality import Rejection, check_dialogue, check_preference
 from .recipe import Recipe, Step
 from .records import DialogueRow, PreferenceRow
@@ -167,7 +167,12 @@ class _StepRun:
             except ValidationError as exc:
                 return {**entry, "status": "failed", "reason": "invalid_row", "detail": str(exc)[:500]}
             except CompletionFailed as exc:
-                return {**entry, "status": "failed", "reason": f"claims_{exc.reason}", "detail": exc.message[:500]}
+                return {
+                    **entry,
+                    "status": "failed",
+                    "reason": f"claims_{exc.reason}",
+                    "detail": exc.message[:500],
+                }
             if verdict is None:
                 kept.append(row)
             else:
@@ -279,7 +284,9 @@ class _Runner:
         Seed.model_validate({k: v for k, v in row.items() if k != "__split"})
         return None
 
-    async def verify_claims(self, output: str, row: dict[str, Any], ctx: GeneratorContext) -> Rejection | None:
+    async def verify_claims(
+        self, output: str, row: dict[str, Any], ctx: GeneratorContext
+    ) -> Rejection | None:
         """Claim-level check of every assistant turn (sft) or the chosen answer (prefs) against its facts."""
         quality = self.recipe.quality
         assert quality.verify_claims is not None
@@ -290,11 +297,20 @@ class _Runner:
         else:
             return None
         reference = "\n\n".join(self.seeds[s].answer for s in row["seed_ids"] if s in self.seeds)
-        checks = await asyncio.gather(*(
-            verify_claims(self.client, self.profiles[quality.verify_claims], answer=answer, reference=reference,
-                          prompts=ctx.prompts, language=self.recipe.language, version=ctx.version)
-            for answer in answers
-        ))
+        checks = await asyncio.gather(
+            *(
+                verify_claims(
+                    self.client,
+                    self.profiles[quality.verify_claims],
+                    answer=answer,
+                    reference=reference,
+                    prompts=ctx.prompts,
+                    language=self.recipe.language,
+                    version=ctx.version,
+                )
+                for answer in answers
+            )
+        )
         unsupported = [c for check in checks for c in check.unsupported]
         if len(unsupported) > quality.max_unsupported_claims:
             detail = "; ".join(f"{c.verdict}: {c.claim}" for c in unsupported[:3])

@@ -65,6 +65,8 @@ def validate_recipe(path: str | Path) -> str:
     ]
     for step in recipe.steps:
         generator = recipe.generator(step)
-        lines.append(f"  step {step.name}: {generator.name} v{generator.version} -> {generator.output}, "
-                     f"{planned[step.name]} items planned")
+        lines.append(
+            f"  step {step.name}: {generator.name} v{generator.version} -> {generator.output}, "
+            f"{planned[step.name]} items planned"
+        )
     return "\n".join(lines)

@@ -26,15 +26,20 @@ def test_prices_match_dated_snapshots_by_longest_prefix() -> None:
 
 
 def test_cost_counts_cached_prompt_tokens_at_their_price() -> None:
-    usage = TokenUsage(requests=1, prompt_tokens=1_000_000, completion_tokens=1_000_000, cached_tokens=400_000)
+    usage = TokenUsage(
+        requests=1, prompt_tokens=1_000_000, completion_tokens=1_000_000, cached_tokens=400_000
+    )
     prices = Prices(input=2.5, output=10, cached_input=1.25)
     assert cost_usd(usage, prices) == pytest.approx(0.6 * 2.5 + 0.4 * 1.25 + 10)
 
 
 def test_meter_tracks_budget_and_unpriced_models() -> None:
     meter = UsageMeter(max_usd=0.01)
-    meter.record("gpt-4o-2024-08-06", TokenUsage(requests=1, prompt_tokens=2000, completion_tokens=500),
-                 price_for("gpt-4o"))
+    meter.record(
+        "gpt-4o-2024-08-06",
+        TokenUsage(requests=1, prompt_tokens=2000, completion_tokens=500),
+        price_for("gpt-4o"),
+    )
     assert meter.spent_usd == pytest.approx((2000 * 2.5 + 500 * 10) / 1e6)
     assert meter.over_budget
     meter.record("local", TokenUsage(requests=1, prompt_tokens=10), None)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,15 +19,40 @@ import yaml
 from click.testing import CliRunner, Result
 
 from synthgen.cli import main
-from tests.conftest import REPO
+from synthgen.usage import price_for
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
-DEMO = REPO / "recipes" / "offline-demo" / "recipe.yaml"
+DEMO = Path(__file__).resolve().parents[1] / "recipes" / "offline-demo" / "recipe.yaml"
 COMMANDS = sorted(main.commands)
 
 
 def invoke(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def console_script() -> list[str]:
+    """The installed ``synthgen`` entry point (the real process and exit status), else ``python -m``."""
+    script = Path(sys.executable).with_name("synthgen")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "synthgen.cli"]
+
+
+def demo_copy(tmp_path: Path, *, seeds: int | None = None) -> dict[str, Any]:
+    """The offline demo recipe as a dict with absolute paths; ``seeds=N`` keeps only its first N seeds."""
+    recipe: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    for key in ("seeds", "personas"):
+        recipe[key] = str((DEMO.parent / recipe[key]).resolve())
+    if seeds is not None:
+        data = yaml.safe_load(Path(recipe["seeds"]).read_text(encoding="utf-8"))
+        data["seeds"] = data["seeds"][:seeds]
+        subset = tmp_path / "demo-seeds.yaml"
+        subset.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        recipe["seeds"] = str(subset)
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def files_under(*roots: Path) -> dict[str, bytes]:
@@ -45,18 +71,7 @@ def test_main_help_has_an_example_and_lists_every_command() -> None:
         assert re.search(rf"^\s+{command}\s", result.output, re.M), command
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(strict=True, reason="cli.py: the generators docstring has no Example"),
-        )
-        if c == "generators"
-        else c
-        for c in COMMANDS
-    ],
-)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_help_has_an_example(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0, result.output
@@ -65,9 +80,9 @@ def test_every_command_help_has_an_example(command: str) -> None:
 
 
 def test_console_script_help() -> None:
-    script = Path(sys.executable).with_name("synthgen")
-    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "synthgen.cli"]
-    proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    proc = subprocess.run(
+        [*console_script(), "--help"], capture_output=True, text=True, env=os.environ.copy(), timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Example" in proc.stdout and "validate" in proc.stdout
 
@@ -145,12 +160,9 @@ def test_offline_run_then_report_then_resume_guard(tmp_path: Path) -> None:
     assert "offline-demo (offline)" in report.stdout
 
     # the same RUN_DIR under a changed recipe is refused (exit 2), naming what changed
-    changed = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    changed = demo_copy(tmp_path)
     changed["seed"] = 14
-    changed["seeds"] = str((DEMO.parent / changed["seeds"]).resolve())
-    changed["personas"] = str((DEMO.parent / changed["personas"]).resolve())
-    other = tmp_path / "changed.yaml"
-    other.write_text(yaml.safe_dump(changed, allow_unicode=True), encoding="utf-8")
+    other = write_recipe(tmp_path / "changed.yaml", changed)
     refused = invoke("run", other, "--offline", "--out", out, "--limit", "3")
     assert refused.exit_code == 2, refused.output
     assert "different recipe" in refused.stderr and "seed" in refused.stderr and "--out" in refused.stderr
@@ -162,16 +174,23 @@ def test_report_without_run_json(tmp_path: Path) -> None:
     assert "no run.json" in result.stderr and "synthgen run" in result.stderr  # the hint says what to do
 
 
-def test_estimate_offline_json() -> None:
-    result = invoke("estimate", DEMO, "--offline", "--json")
+def test_estimate_offline_json(tmp_path: Path) -> None:
+    """The demo recipe on 12 of its seeds: the estimate simulates every item, and 186 take ~10 s."""
+    recipe = write_recipe(tmp_path / "demo.yaml", demo_copy(tmp_path, seeds=12))
+    result = invoke("estimate", recipe, "--offline", "--json")
     assert result.exit_code == 0, result.output
     estimate = json.loads(result.stdout)
     assert set(estimate["steps"]) == {"dialogues", "prefs"}
+    assert estimate["steps"]["dialogues"]["items"] == 12 * 2  # per_seed: 2
     assert estimate["usd"] > 0 and estimate["tokens"] > 0
     for step in estimate["steps"].values():
         assert step["items"] > 0 and step["calls"] > 0 and step["usd"] > 0
-        # priced from the table under the real model names, not the offline provider's
-        assert set(step["by_model"]) <= {"gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"}
+        for model, m in step["by_model"].items():  # the table's prices for the real model names
+            assert model in ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06")
+            prices = price_for(model)
+            assert prices is not None
+            usd = (m["prompt_tokens"] * prices.input + m["completion_tokens"] * prices.output) / 1e6
+            assert m["usd"] == pytest.approx(usd) and m["usd"] > 0
     assert set(estimate["steps"]["dialogues"]["by_model"]) == {"gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"}
     assert estimate["usd"] == pytest.approx(sum(s["usd"] for s in estimate["steps"].values()))
 
@@ -185,17 +204,13 @@ WRONG_KEY = "sk-wrong-4f9c1e7a2b8d3f60-tail"
 def _online_recipe(tmp_path: Path, base_url: str) -> Path:
     """The demo recipe with every profile on ``base_url`` and its key in ``$SYNTHGEN_TEST_KEY``; no budget,
     one-turn dialogues and two candidates (fewer calls: these tests are about exit codes, not data)."""
-    recipe = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
-    recipe["seeds"] = str((DEMO.parent / recipe["seeds"]).resolve())
-    recipe["personas"] = str((DEMO.parent / recipe["personas"]).resolve())
+    recipe = demo_copy(tmp_path)
     for profile in recipe["models"].values():
         profile.update(base_url=base_url, api_key_env=KEY_ENV, max_attempts=2)
     del recipe["budget"]
     recipe["steps"][0]["config"]["turns"] = [1, 1]
     recipe["steps"][1]["config"]["candidates"] = 2
-    path = tmp_path / "online.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_recipe(tmp_path / "online.yaml", recipe)
 
 
 def test_wrong_key_exits_2_naming_the_field_without_the_key(
@@ -234,10 +249,8 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(
     out = tmp_path / "run"
     with OpenAIServer(ServerConfig(latency=2.0)) as server:
         recipe = _online_recipe(tmp_path, server.url)
-        script = Path(sys.executable).with_name("synthgen")
-        cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "synthgen.cli"]
         args = ["run", str(recipe), "--out", str(out), "--limit", "1", "--yes"]
-        proc = subprocess.Popen([*cmd, *args], env=os.environ.copy(), text=True,
+        proc = subprocess.Popen([*console_script(), *args], env=os.environ.copy(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         deadline = time.monotonic() + 60
         while server.stats()["requests"] == 0 and proc.poll() is None and time.monotonic() < deadline:

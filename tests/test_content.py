@@ -68,15 +68,30 @@ def responder(request: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def recipe_file(tmp_path: Path) -> Path:
-    seeds = [{"id": s, "topic": f"tema-{s}", "question": QUESTIONS[s], "answer": ANSWERS[s]} for s in QUESTIONS]
-    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"language": "es", "seeds": seeds}, allow_unicode=True))
+    seeds = [
+        {"id": s, "topic": f"tema-{s}", "question": QUESTIONS[s], "answer": ANSWERS[s]} for s in QUESTIONS
+    ]
+    (tmp_path / "seeds.yaml").write_text(
+        yaml.safe_dump({"language": "es", "seeds": seeds}, allow_unicode=True)
+    )
     recipe = {
-        "name": "content", "language": "es", "seed": 1, "seeds": "seeds.yaml",
+        "name": "content",
+        "language": "es",
+        "seed": 1,
+        "seeds": "seeds.yaml",
         "system_prompt": "Eres el asistente de la Facultad de Ciencias.",
-        "models": {"student": {"model": "gpt-4o-mini-2024-07-18"}, "assistant": {"model": "gpt-4o-2024-08-06"},
-                   "judge": {"model": "gpt-4o-2024-08-06", "temperature": 0}},
-        "steps": [{"name": "dialogues", "generator": "dialogue",
-                   "config": {"per_seed": 1, "turns": [1, 1], "related_seeds": 0}}],
+        "models": {
+            "student": {"model": "gpt-4o-mini-2024-07-18"},
+            "assistant": {"model": "gpt-4o-2024-08-06"},
+            "judge": {"model": "gpt-4o-2024-08-06", "temperature": 0},
+        },
+        "steps": [
+            {
+                "name": "dialogues",
+                "generator": "dialogue",
+                "config": {"per_seed": 1, "turns": [1, 1], "related_seeds": 0},
+            }
+        ],
         "quality": {"verify_claims": "judge"},
         "output": {"test_fraction": 0},
     }
