@@ -173,6 +173,7 @@ class ChatClient:
         self.offline = offline
         self._sdk: dict[tuple[str, str, str, float], openai.AsyncOpenAI] = {}
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._json_mode_noted: set[tuple[str, str, str]] = set()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -366,6 +367,13 @@ class ChatClient:
         sdk = self._client(profile)
         limiter = self.limiter(profile)
         if schema is not None and profile.structured_output == "json_object":
+            if profile.limit_key() not in self._json_mode_noted:
+                self._json_mode_noted.add(profile.limit_key())
+                log.warning(
+                    "profile %r uses json_object mode: the schema is stated in the prompt and validated locally "
+                    "(invalid answers are re-asked), since the server does not enforce it",
+                    profile.name or profile.model,
+                )
             messages = _with_schema_note(messages, schema)
         estimate = count_message_tokens(messages) + int(
             params.get("max_tokens") or params.get("max_completion_tokens") or 0
