@@ -47,9 +47,11 @@ _EXPORTS = {
     "WorkItem": "generator",
     "available_generators": "registry",
     "get_generator": "registry",
+    "item_seed": "generator",
     "load_personas": "seeds",
     "load_recipe": "recipe",
     "load_seeds": "seeds",
+    "prompt_id": "records",
     "run": "runner",
 }
 
@@ -70,11 +72,11 @@ if TYPE_CHECKING:
         SynthgenError,
         TrainerError,
     )
-    from .generator import Generator, GeneratorContext, Rejected, WorkItem
+    from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
     from .limits import Limits
     from .profile import ModelProfile, Prices
     from .recipe import Recipe, load_recipe
-    from .records import Candidate, ChatMessage, DialogueRow, PreferenceRow
+    from .records import Candidate, ChatMessage, DialogueRow, PreferenceRow, prompt_id
     from .registry import available_generators, get_generator
     from .runner import RunResult, run
     from .seeds import Persona, Seed, load_personas, load_seeds
@@ -116,9 +118,11 @@ __all__ = [
     "__version__",
     "available_generators",
     "get_generator",
+    "item_seed",
     "load_personas",
     "load_recipe",
     "load_seeds",
+    "prompt_id",
     "run",
 ]
 

@@ -167,8 +167,13 @@ class Recipe(BaseModel):
             )
             for name, p in self.models.items()
         }
-        prompts = {role: hashlib.sha256(p.read_bytes()).hexdigest() for role, p in self.prompts.items()}
+        # every template a step renders (built-in or overridden) and every generator's version: a new
+        # synthgen release that changes a prompt or a generator must not be resumed into an old run
+        library = self.prompt_library()
+        generators = [self.generator(s) for s in self.steps]
+        prompts = {role: library.get(role).sha256 for g in generators for role in g.prompt_roles()}
         blob = {
+            "generators": {s.name: f"{g.name}/{g.version}" for s, g in zip(self.steps, generators, strict=True)},
             "language": self.language,
             "seed": self.seed,
             "seeds": seeds_fingerprint(self.loaded_seeds),
