@@ -114,12 +114,23 @@ class KeyLimiter:
             delay = max(delay, pause)
             if delay > 0:
                 await asyncio.sleep(delay)
+            # Pacing reserves slots ahead; a slot served late (a busy loop) would bunch with the next
+            # one. Providers enforce sub-minute windows too, so cap actual sends in any 1 s window.
+            cap = self._per_second_cap()
+            while cap and len(self._starts) >= cap and (wait := self._starts[-cap] + 1.0 - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             self._starts.append(time.monotonic())
             try:
                 yield
             finally:
                 if prober and self._probe is not None:
                     self._probe.set()
+
+    def _per_second_cap(self) -> int | None:
+        rpm = self.known_rpm
+        if rpm is None or rpm // 60 >= (self._starts.maxlen or 0):
+            return None
+        return max(1, rpm // 60)
 
     @property
     def known_rpm(self) -> int | None:
