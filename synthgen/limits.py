@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 __all__ = ["KeyLimiter", "Limits", "parse_reset"]
 
 _HEADROOM = 0.98  # pace at 98% of a limit: clock skew and jitter never tip a window over it
+_CAP_WINDOW = 1.02  # seconds: the per-second cap's window, 2% long for the same reason
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -115,9 +116,14 @@ class KeyLimiter:
             if delay > 0:
                 await asyncio.sleep(delay)
             # Pacing reserves slots ahead; a slot served late (a busy loop) would bunch with the next
-            # one. Providers enforce sub-minute windows too, so cap actual sends in any 1 s window.
+            # one. Providers enforce sub-minute windows too, so cap actual sends per second, over a
+            # window 2% longer than a second: network jitter up to 20 ms cannot tip the server's over.
             cap = self._per_second_cap()
-            while cap and len(self._starts) >= cap and (wait := self._starts[-cap] + 1.0 - time.monotonic()) > 0:
+            while (
+                cap
+                and len(self._starts) >= cap
+                and (wait := self._starts[-cap] + _CAP_WINDOW - time.monotonic()) > 0
+            ):
                 await asyncio.sleep(wait)
             self._starts.append(time.monotonic())
             try:
