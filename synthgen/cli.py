@@ -182,17 +182,72 @@ def run(
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report (plots, searchable sample) to FILE.",
+)
 @_errors
-def report(run_dir: Path) -> None:
-    """Summarise a RUN_DIR: counts, rejections, tokens and cost.
+def report(run_dir: Path, html: Path | None) -> None:
+    """Summarise a RUN_DIR: counts, coverage, lengths, diversity, language, judge scores, cost.
 
     \b
     Example:
-      synthgen report runs/demo
+      synthgen report runs/demo --html runs/demo-report.html
     """
-    from .report import summary
+    from .report import report as report_run
 
-    click.echo(summary(run_dir))
+    click.echo(report_run(run_dir, html=html))
+    if html is not None:
+        click.echo(f"wrote {html}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--repo-id", help="ORG/NAME of the dataset repo (default: the recipe's output.hub.repo_id).")
+@click.option(
+    "--private/--public", default=None, help="Visibility when the repo is created (default: the recipe's)."
+)
+@click.option("--revision", help="Branch to commit to (default main; created when missing).")
+@click.option("--tag", help="Tag the published commit, e.g. v1.")
+@click.option("--allow-pii", is_flag=True, help="Publish even though personal data was found.")
+@_errors
+def publish(
+    run_dir: Path,
+    repo_id: str | None,
+    private: bool | None,
+    revision: str | None,
+    tag: str | None,
+    allow_pii: bool,
+) -> None:
+    """Publish RUN_DIR as a Hugging Face dataset (card, data, run.json) in one commit.
+
+    Uses HF_TOKEN or the saved login (`hf auth login`). Refuses personal data (e-mails, phone, DNI/NIE,
+    student codes) unless --allow-pii; unchanged content makes no new commit.
+
+    \b
+    Example:
+      synthgen publish runs/demo --repo-id my-faculty/assistant-data --tag v1
+    """
+    from .hub import publish as publish_run
+
+    result = publish_run(run_dir, repo_id, private=private, revision=revision, tag=tag, allow_pii=allow_pii)
+    if result.changed:
+        click.echo(
+            f"published {result.repo_id}@{result.revision}: commit {result.commit_sha} "
+            f"({len(result.uploaded)} file(s) uploaded, {len(result.deleted)} deleted)"
+        )
+    else:
+        click.echo(
+            f"unchanged: {result.repo_id}@{result.revision} already holds this data at {result.commit_sha}"
+        )
+    if result.tag:
+        click.echo(f"tag {result.tag} -> {result.commit_sha}")
+    for note in result.notes:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    click.echo(result.commit_url)
+    pin = result.tag or result.commit_sha
+    click.echo(f"pin it: dataset_revision: {pin} (recorded in .synthgen/publish.json)")
 
 
 @main.command()

@@ -173,7 +173,9 @@ class Recipe(BaseModel):
         generators = [self.generator(s) for s in self.steps]
         prompts = {role: library.get(role).sha256 for g in generators for role in g.prompt_roles()}
         blob = {
-            "generators": {s.name: f"{g.name}/{g.version}" for s, g in zip(self.steps, generators, strict=True)},
+            "generators": {
+                s.name: f"{g.name}/{g.version}" for s, g in zip(self.steps, generators, strict=True)
+            },
             "language": self.language,
             "seed": self.seed,
             "seeds": seeds_fingerprint(self.loaded_seeds),
