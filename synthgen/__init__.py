@@ -29,6 +29,7 @@ _EXPORTS = {
     "ModelProfile": "profile",
     "Persona": "seeds",
     "PreferenceRow": "records",
+    "PublishResult": "hub",
     "Prices": "profile",
     "ProviderError": "errors",
     "PublishError": "errors",
@@ -52,6 +53,7 @@ _EXPORTS = {
     "load_recipe": "recipe",
     "load_seeds": "seeds",
     "prompt_id": "records",
+    "publish": "hub",
     "run": "runner",
 }
 
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
         TrainerError,
     )
     from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
+    from .hub import PublishResult, publish
     from .limits import Limits
     from .profile import ModelProfile, Prices
     from .recipe import Recipe, load_recipe
@@ -102,6 +105,7 @@ __all__ = [
     "Prices",
     "ProviderError",
     "PublishError",
+    "PublishResult",
     "Recipe",
     "RecipeError",
     "Rejected",
@@ -123,6 +127,7 @@ __all__ = [
     "load_recipe",
     "load_seeds",
     "prompt_id",
+    "publish",
     "run",
 ]
 

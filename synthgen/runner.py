@@ -389,7 +389,7 @@ class _Runner:
                 steps[step.name] = step_run.counts
         meter = self.client.meter
         result = RunResult(
-            run_dir=str(self.out),
+            run_dir=self.out.name,  # the folder's name only: an absolute path can name a person
             recipe=self.recipe.name,
             fingerprint=self.recipe.fingerprint(),
             offline=self.offline,

@@ -258,7 +258,7 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, (stdout, stderr)
-        assert "interrupted" in stderr and "run the same command to resume" in stderr
+        assert "interrupted" in stderr and "resumes when re-run" in stderr
         assert "Traceback" not in stderr
         assert (out / ".synthgen" / "state.json").is_file() and not (out / "run.json").exists()
 
