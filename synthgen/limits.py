@@ -118,12 +118,7 @@ class KeyLimiter:
             # Pacing reserves slots ahead; a slot served late (a busy loop) would bunch with the next
             # one. Providers enforce sub-minute windows too, so cap actual sends per second, over a
             # window 2% longer than a second: network jitter up to 20 ms cannot tip the server's over.
-            cap = self._per_second_cap()
-            while (
-                cap
-                and len(self._starts) >= cap
-                and (wait := self._starts[-cap] + _CAP_WINDOW - time.monotonic()) > 0
-            ):
+            while (wait := self._cap_wait()) > 0:  # noqa: ASYNC110 - a clock, not an event, ends the wait
                 await asyncio.sleep(wait)
             self._starts.append(time.monotonic())
             try:
@@ -131,6 +126,13 @@ class KeyLimiter:
             finally:
                 if prober and self._probe is not None:
                     self._probe.set()
+
+    def _cap_wait(self) -> float:
+        """Seconds until one more send keeps the per-second cap (0: send now)."""
+        cap = self._per_second_cap()
+        if not cap or len(self._starts) < cap:
+            return 0.0
+        return self._starts[-cap] + _CAP_WINDOW - time.monotonic()
 
     def _per_second_cap(self) -> int | None:
         rpm = self.known_rpm
