@@ -40,6 +40,7 @@ Message = dict[str, str]
 SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
 SAMPLE_HEADER = "x-synthgen-sample"
 _RETRY_STATUS = {408, 409, 429}
+_MAX_ENLARGEMENTS = 2  # a truncated answer is asked again with 2x, then 4x the token limit
 _PER_ITEM_400 = ("context_length_exceeded", "content_policy_violation", "invalid_prompt", "content_filter")
 
 
@@ -302,22 +303,25 @@ class ChatClient:
         conversation = list(messages)
         params = self._params(profile, schema, sample)
         attempts = 0
-        for reask in range(profile.max_reasks + 1):
+        reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
+        while True:  # a truncated one is asked again with twice the token limit, never unchanged
             raw, n = await self._send(conversation, profile, schema, params, sample)
             attempts += n
             try:
                 completion = self._validate(raw, schema, profile, key, attempts)
             except _Invalid as invalid:
-                if invalid.reason in ("refusal", "content_filter") or reask == profile.max_reasks:
+                if invalid.reason in ("refusal", "content_filter"):
                     raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
                 if invalid.reason == "length":
-                    limit_field = (
-                        "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
-                    )
-                    if limit_field not in params:
+                    field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                    if field not in params or enlargements == _MAX_ENLARGEMENTS:
                         raise CompletionFailed(invalid.detail, reason="length", attempts=attempts) from None
-                    params = {**params, limit_field: params[limit_field] * 2}
+                    enlargements += 1
+                    params = {**params, field: params[field] * 2}
                     continue
+                if reasks == profile.max_reasks:
+                    raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
+                reasks += 1
                 conversation = [
                     *conversation,
                     {"role": "assistant", "content": invalid.content},
@@ -337,7 +341,6 @@ class ChatClient:
                     },
                 )
             return completion
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _params(
         self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int
