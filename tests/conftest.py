@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# datasets reads its cache path at import time, and caches a local folder by name, not by content:
+# one fresh cache per test session keeps RUN_DIRs named alike in different tests apart from ~/.cache.
+_SESSION_CACHE = tempfile.mkdtemp(prefix="synthgen-tests-hf-")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_CACHE, "datasets")
 
 from collections.abc import Iterator
 from pathlib import Path
