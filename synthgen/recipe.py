@@ -150,21 +150,7 @@ class Recipe(BaseModel):
     def fingerprint(self) -> str:
         """What determines the rows: changing it refuses a resume. Limits, budget and hub don't count."""
         models = {
-            name: p.model_dump(
-                include={
-                    "model",
-                    "base_url",
-                    "temperature",
-                    "top_p",
-                    "max_tokens",
-                    "max_completion_tokens",
-                    "reasoning_effort",
-                    "seed",
-                    "stop",
-                    "extra_body",
-                    "structured_output",
-                }
-            )
+            name: {**p.model_dump(include={"model", "base_url", "extra_body", "structured_output"}), **p.sampling()}
             for name, p in self.models.items()
         }
         # every template a step renders (built-in or overridden) and every generator's version: a new

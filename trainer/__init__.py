@@ -14,8 +14,10 @@ This module holds what both scripts share: the model arguments (LoRA on by defau
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trl import ModelConfig
 
@@ -24,7 +26,7 @@ from synthgen.errors import TrainerError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ModelArguments", "load_tokenizer"]
+__all__ = ["ModelArguments", "load_tokenizer", "run_cli"]
 
 
 @dataclass
@@ -78,3 +80,14 @@ def load_tokenizer(model_args: ModelArguments, *, trust_remote_code: bool = Fals
             )
         tokenizer.pad_token = pad
     return tokenizer
+
+
+def run_cli(make_parser: Callable[[], Any], train: Callable[..., Any], argv: Sequence[str] | None) -> int:
+    """Shared entry of ``python -m trainer.sft|dpo``: parse the TrlParser config, train, map TrainerError."""
+    try:
+        script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+        train(script_args, training_args, model_args)
+    except TrainerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from synthgen.errors import TrainerError
-from trainer import ModelArguments, load_tokenizer
+from trainer import ModelArguments, load_tokenizer, run_cli
 from trainer.data import DataArguments, first_row, hub_dataset_name, load_splits
 from trainer.preflight import preflight_dpo, preflight_model
 
@@ -75,13 +74,7 @@ def train(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: 0 when trained, 2 (with the fix on stderr) when a preflight or input check fails."""
-    try:
-        script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-        train(script_args, training_args, model_args)
-    except TrainerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_cli(make_parser, train, argv)
 
 
 if __name__ == "__main__":
