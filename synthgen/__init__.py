@@ -22,6 +22,8 @@ _EXPORTS = {
     "CompletionFailed": "errors",
     "ConfigError": "errors",
     "DialogueRow": "records",
+    "EvalRecipe": "evaluate",
+    "EvalResult": "evaluate",
     "Generator": "generator",
     "GeneratorContext": "generator",
     "GeneratorNotFound": "errors",
@@ -47,8 +49,10 @@ _EXPORTS = {
     "UsageMeter": "usage",
     "WorkItem": "generator",
     "available_generators": "registry",
+    "evaluate": "evaluate",
     "get_generator": "registry",
     "item_seed": "generator",
+    "load_eval_recipe": "evaluate",
     "load_personas": "seeds",
     "load_recipe": "recipe",
     "load_seeds": "seeds",
@@ -74,6 +78,7 @@ if TYPE_CHECKING:
         SynthgenError,
         TrainerError,
     )
+    from .evaluate import EvalRecipe, EvalResult, evaluate, load_eval_recipe
     from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
     from .hub import PublishResult, publish
     from .limits import Limits
@@ -95,6 +100,8 @@ __all__ = [
     "CompletionFailed",
     "ConfigError",
     "DialogueRow",
+    "EvalRecipe",
+    "EvalResult",
     "Generator",
     "GeneratorContext",
     "GeneratorNotFound",
@@ -121,8 +128,10 @@ __all__ = [
     "WorkItem",
     "__version__",
     "available_generators",
+    "evaluate",
     "get_generator",
     "item_seed",
+    "load_eval_recipe",
     "load_personas",
     "load_recipe",
     "load_seeds",

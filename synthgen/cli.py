@@ -251,6 +251,73 @@ def publish(
 
 
 @main.command()
+@click.argument("eval_recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--offline", is_flag=True, help="Use the embedded offline provider (no key, no network).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default runs/<eval name>).",
+)
+@click.option(
+    "--export-labels",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a blinded CSV labelling sheet for human calibration to FILE.",
+)
+@click.option(
+    "--calibrate",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Compare a filled labelling sheet with the judge (agreement, weighted kappa).",
+)
+@_errors
+def evaluate(
+    eval_recipe: Path, offline: bool, out: Path | None, export_labels: Path | None, calibrate: Path | None
+) -> None:
+    """Grade candidate models with an LLM judge on four question sets; write summary.md/json.
+
+    Sets: paraphrases of trained seeds, held-out seeds, out-of-scope questions (must be declined),
+    real student queries (coverage). 95% bootstrap intervals resample seeds, not questions.
+
+    \b
+    The labelling sheet's columns: item_id, set, question, reference, answer_a, answer_b (order
+    randomised, model names hidden), human_score_a, human_score_b (1-10), human_preference (a/b/tie).
+
+    \b
+    Example (after `synthgen run recipes/offline-demo/recipe.yaml --offline --out runs/offline-demo`):
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --out runs/offline-demo-eval
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --export-labels labels.csv
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate labels-filled.csv
+    """
+    from .evaluate import evaluate as evaluate_models
+
+    result = evaluate_models(
+        eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate
+    )
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    summary = result.summary
+    for name, found in summary["sets"].items():
+        click.echo(
+            f"{name}: {found['questions']} questions ({found['flagged']} flagged, {found['dropped']} dropped)"
+        )
+    failures = summary["failures"]
+    click.echo(
+        f"{failures['calls']} judge calls; {failures['parse_failures']} parse failures, "
+        f"{failures['other_failures']} other failures (counted in the summary)"
+    )
+    if result.labels is not None:
+        click.echo(f"wrote labelling sheet {result.labels}")
+    if result.calibration is not None:
+        c = result.calibration
+        click.echo(
+            f"calibration: preference agreement {c['preference']['accuracy_with_ties']} with ties "
+            f"(n={c['preference']['n']}), {c['preference']['accuracy_without_ties']} without "
+            f"(n={c['preference']['n_without_ties']}); kappa linear {c['scores']['kappa_linear']}, "
+            f"quadratic {c['scores']['kappa_quadratic']} (n={c['scores']['n']})"
+        )
+    click.echo(f"wrote {result.out / 'summary.md'}")
+
+
+@main.command()
 @_errors
 def generators() -> None:
     """List installed generators (entry point group synthgen.generators) with their versions.

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+# set before any test module imports datasets / huggingface_hub / torch, which read them at import
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -13,11 +18,6 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # one fresh cache per test session keeps RUN_DIRs named alike in different tests apart from ~/.cache.
 _SESSION_CACHE = tempfile.mkdtemp(prefix="synthgen-tests-hf-")
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_CACHE, "datasets")
-
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 _SECRETS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AZURE_OPENAI_API_KEY")
 

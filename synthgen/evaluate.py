@@ -1,0 +1,393 @@
+"""Evaluation: candidate models x four question sets, graded by an LLM judge, with clustered CIs.
+
+``synthgen evaluate EVAL_RECIPE [--offline] [--out DIR]`` reads an eval recipe::
+
+    name: offline-demo-eval
+    recipe: recipe.yaml                 # the generation recipe: seeds, system prompt, model profiles
+    run_dir: ../../runs/offline-demo    # its RUN_DIR: the train/test split of every seed
+    seed: 13                            # question sampling, blinded label order, bootstrap
+    judge: eval-judge                   # a profile of `models` (or of the recipe)
+    models: {eval-judge: {model: ..., base_url: ...}, weak: {model: ...}}
+    candidates:
+      - {name: tuned, endpoint: tuned}                  # OpenAI-compatible server (vLLM, ...)
+      - {name: teacher, endpoint: assistant, facts: true}
+      - {name: local, model: ../../out/dpo}             # transformers checkpoint or PEFT adapter
+      - {name: other, answers: answers.jsonl}           # {"question_id", "answer"} per line
+    sets:
+      paraphrases: {profile: paraphraser, max_seeds: 20}  # new wording of trained seeds
+      heldout: {}                                       # the test split: never trained
+      out_of_scope: {path: out_of_scope.txt}            # must be declined and referred
+      real: {path: real_queries.csv}                    # coverage of what students really ask
+    modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
+    bootstrap: {samples: 1000, confidence: 0.95}
+
+The sets are reported separately: they measure different things (:mod:`synthgen.questions`). In
+``--out``: ``judgments.jsonl`` (every judge call, failed ones included), ``answers.jsonl``,
+``questions.jsonl``, ``summary.json``, ``summary.md``; labels and calibration: :mod:`synthgen.calibration`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from . import judge as jm
+from .cache import ResponseCache
+from .calibration import calibrate as calibrate_labels
+from .calibration import export_labels as write_labels
+from .calibration import judge_warnings, label_items
+from .candidates import VERSION, AnswerSource, CandidateSpec, build_sources
+from .client import ChatClient
+from .errors import CompletionFailed, RecipeError
+from .eval_report import render_markdown
+from .generators.dialogue import _LANGUAGE_NAMES, facts_block
+from .profile import ModelProfile
+from .questions import Modes, Question, QuestionSets, RunData, Sets, build_sets, read_run_dir
+from .recipe import Recipe, _line_for, _line_map, _raise_validation, load_recipe
+from .settings import cache_path
+from .stats import Bootstrap, summarize
+
+__all__ = ["Bootstrap", "EvalRecipe", "EvalResult", "Modes", "evaluate", "load_eval_recipe"]
+
+PARSE_FAILURES = {"invalid_json", "schema", "empty", "length"}
+
+
+class EvalRecipe(BaseModel):
+    """A validated eval recipe; paths are absolute once loaded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    recipe: Path
+    run_dir: Path
+    seed: int = 0
+    judge: str = "judge"
+    models: dict[str, ModelProfile] = Field(default_factory=dict)
+    candidates: list[CandidateSpec] = Field(min_length=1)
+    sets: QuestionSets = Field(default_factory=QuestionSets)
+    modes: Modes = Field(default_factory=Modes)
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _recipe: Recipe | None = PrivateAttr(default=None)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _name_profiles(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in value.items()}
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique(cls, value: list[CandidateSpec]) -> list[CandidateSpec]:
+        names = [c.name for c in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate candidate name {next(n for n in names if names.count(n) > 1)!r}")
+        return value
+
+    @property
+    def generation(self) -> Recipe:
+        assert self._recipe is not None, "load it with load_eval_recipe"
+        return self._recipe
+
+    def profiles(self) -> dict[str, ModelProfile]:
+        """The generation recipe's profiles, overridden and extended by the eval recipe's ``models``."""
+        return {**self.generation.models, **self.models}
+
+
+def load_eval_recipe(path: str | Path) -> EvalRecipe:
+    """Read and validate an eval recipe and the generation recipe it names; errors like the recipe's."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("eval recipe file not found", path=path, hint="pass the path to an eval.yaml")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecipeError(f"not valid YAML: {exc}", path=path, line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise RecipeError("an eval recipe is a YAML mapping (name, recipe, candidates, ...)", path=path)
+    lines = _line_map(text)
+    try:
+        ev = EvalRecipe.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc, path, lines, EvalRecipe)
+        raise  # pragma: no cover
+    base = path.resolve().parent
+
+    def resolve(value: Path, loc: tuple[str | int, ...], *, folder: bool = False) -> Path:
+        resolved = (base / value).resolve()
+        if not (resolved.is_dir() if folder else resolved.is_file()):
+            raise RecipeError(
+                f"{'folder' if folder else 'file'} not found: {resolved}",
+                path=path,
+                line=_line_for(lines, loc),
+                field=".".join(map(str, loc)),
+                hint="paths are relative to the eval recipe file",
+            )
+        return resolved
+
+    ev._path = path.resolve()
+    ev.recipe = resolve(ev.recipe, ("recipe",))
+    ev.run_dir = (base / ev.run_dir).resolve()  # checked by evaluate: it may not be generated yet
+    for i, spec in enumerate(ev.candidates):
+        if spec.model is not None:
+            spec.model = resolve(spec.model, ("candidates", i, "model"), folder=True)
+        if spec.answers is not None:
+            spec.answers = resolve(spec.answers, ("candidates", i, "answers"))
+    for name in ("out_of_scope", "real"):
+        found = getattr(ev.sets, name)
+        if found is not None:
+            found.path = resolve(found.path, ("sets", name, "path"))
+    ev._recipe = load_recipe(ev.recipe)
+    profiles = ev.profiles()
+    wanted: list[tuple[str, tuple[str | int, ...]]] = [(ev.judge, ("judge",))]
+    wanted += [
+        (c.endpoint, ("candidates", i, "endpoint"))
+        for i, c in enumerate(ev.candidates)
+        if isinstance(c.endpoint, str)
+    ]
+    if ev.sets.paraphrases is not None:
+        wanted.append((ev.sets.paraphrases.profile, ("sets", "paraphrases", "profile")))
+    for name, loc in wanted:
+        if name not in profiles:
+            raise RecipeError(
+                f"unknown model profile {name!r}",
+                path=path,
+                line=_line_for(lines, loc),
+                field=".".join(map(str, loc)),
+                hint=f"profiles (eval models + the recipe's): {', '.join(profiles)}",
+            )
+    return ev
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    summary: dict[str, Any]
+    warnings: list[str]
+    labels: Path | None = None
+    calibration: dict[str, Any] | None = None
+
+
+class _Evaluation:
+    def __init__(self, ev: EvalRecipe, run: RunData, *, offline: bool, use_cache: bool) -> None:
+        self.ev, self.run, self.recipe = ev, run, ev.generation
+        self.prompts = self.recipe.prompt_library()
+        self.language = _LANGUAGE_NAMES.get(self.recipe.language, self.recipe.language)
+        self.judge = ev.profiles()[ev.judge]
+        self.seeds = {s.id: s for s in self.recipe.loaded_seeds}
+        self.client = ChatClient(cache=ResponseCache(cache_path(), enabled=use_cache), offline=offline)
+        self.answers: dict[tuple[str, str], str] = {}
+        self.answer_log: list[dict[str, Any]] = []
+        self.sets = Sets()
+        self.described: list[dict[str, Any]] = []
+
+    def teacher(self, facts: str) -> str:
+        """The data generator's grounded assistant turn: what a ``facts: true`` endpoint sees."""
+        system = self.recipe.system_prompt
+        return self.prompts.render("assistant", system_prompt=system, facts=facts, language=self.language)
+
+    async def answer(self, source: AnswerSource, q: Question, turn: int) -> dict[str, Any]:
+        """The candidate's answer to a question (turn 2: to its follow-up), as an answers.jsonl row."""
+        turns, key = [{"role": "user", "content": q.text}], q.id
+        if turn == 2:
+            assert q.follow_up is not None
+            previous = self.answers[(source.name, q.id)]
+            turns += [{"role": "assistant", "content": previous}, {"role": "user", "content": q.follow_up}]
+            key = f"{q.id}#2"
+        facts = facts_block([self.seeds[i] for i in q.fact_ids]) if q.fact_ids else None
+        entry = {"candidate": source.name, "question_id": key, "set": q.set, "turn": turn}
+        try:
+            text = await source.answer(key, turns, facts)
+        except CompletionFailed as exc:
+            return {**entry, "answer": None, "failure": exc.reason, "detail": exc.message[:300]}
+        self.answers[(source.name, key)] = text
+        return {**entry, "answer": text, "failure": None}
+
+    async def record(
+        self, q: Question, mode: str, call: Awaitable[jm.Judged[Any]], **where: Any
+    ) -> dict[str, Any]:
+        """One judge call as a judgments.jsonl row; a failed call is a row with its reason, never lost."""
+        row: dict[str, Any] = {
+            "mode": mode,
+            "set": q.set,
+            "question_id": q.id,
+            "cluster": q.cluster,
+            "topic": q.topic,
+        }
+        row |= {"candidate": None, "pair": None, "order": None, **where}
+        try:
+            judged = await call
+        except CompletionFailed as exc:
+            failed = {"parse_failure": exc.reason in PARSE_FAILURES, "failure": exc.reason}
+            return {
+                **row,
+                "verdict": None,
+                **failed,
+                "detail": exc.message[:300],
+                "judge_model": None,
+                "cached": False,
+            }
+        return {
+            **row,
+            "verdict": judged.verdict.model_dump(),
+            **{
+                "parse_failure": False,
+                "failure": None,
+                "judge_model": judged.judge_model,
+                "cached": judged.cached,
+            },
+        }
+
+    def judgments(self, q: Question, names: list[str]) -> list[Awaitable[dict[str, Any]]]:
+        """Every judge call for one question, in a fixed order (the order of judgments.jsonl)."""
+        modes, client, judge = self.ev.modes, self.client, self.judge
+        common: dict[str, Any] = {"prompts": self.prompts, "language": self.language, "version": VERSION}
+        extra = "\n\n".join(self.seeds[i].answer.strip() for i in q.fact_ids if i != q.seed_id)
+        graded: dict[str, Any] = {"reference": q.reference, "facts": extra, **common}
+        asked = [{"role": "user", "content": q.text}]
+        calls: list[Awaitable[dict[str, Any]]] = []
+        call: Awaitable[jm.Judged[Any]]
+        for name in names:
+            answer = self.answers.get((name, q.id))
+            if answer is None:
+                continue
+            if q.set == "out_of_scope":
+                call = jm.judge_abstention(client, judge, question=q.text, answer=answer, **common)
+                calls.append(self.record(q, "abstention", call, candidate=name))
+                continue
+            if q.set == "real":
+                call = jm.judge_coverage(client, judge, question=q.text, answer=answer, facts=extra, **common)
+                calls.append(self.record(q, "coverage", call, candidate=name))
+                continue
+            if modes.single:
+                call = jm.grade_single(client, judge, conversation=asked, answer=answer, **graded)
+                calls.append(self.record(q, "single", call, candidate=name))
+            if modes.claims:
+                call = jm.check_claims(client, judge, answer=answer, reference=q.reference, **common)
+                calls.append(self.record(q, "claims", call, candidate=name))
+                call = jm.verify_reference_claims(
+                    client, judge, answer=answer, reference=q.reference, **common
+                )
+                calls.append(self.record(q, "recall", call, candidate=name))
+            second = self.answers.get((name, f"{q.id}#2"))
+            if q.follow_up and second is not None:
+                context = [
+                    *asked,
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": q.follow_up},
+                ]
+                call = jm.grade_single(client, judge, conversation=context, answer=second, **graded)
+                calls.append(self.record(q, "multi_turn", call, candidate=name))
+        for x, y in combinations(names, 2) if modes.pairwise else ():
+            ax, ay = self.answers.get((x, q.id)), self.answers.get((y, q.id))
+            if ax is None or ay is None:
+                continue
+            for order, (a, b) in ((1, (ax, ay)), (2, (ay, ax))):  # both orders: judges favour a position
+                call = jm.compare(client, judge, conversation=asked, answer_a=a, answer_b=b, **graded)
+                calls.append(self.record(q, "pairwise", call, pair=[x, y], order=order))
+        return calls
+
+    async def execute(self) -> list[dict[str, Any]]:
+        async with self.client:
+            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
+            questions = self.sets.questions
+            sources = build_sources(
+                self.ev.candidates,
+                client=self.client,
+                profiles=self.ev.profiles(),
+                system_prompt=self.recipe.system_prompt,
+                teacher=self.teacher,
+                in_context=self.recipe.grounding == "in_context",
+            )
+            self.described = [s.describe() for s in sources]
+            first = await asyncio.gather(*(self.answer(s, q, 1) for s in sources for q in questions))
+            follow = [
+                (s, q) for s in sources for q in questions if q.follow_up and (s.name, q.id) in self.answers
+            ]
+            self.answer_log = [*first, *await asyncio.gather(*(self.answer(s, q, 2) for s, q in follow))]
+            names = [s.name for s in sources]
+            return list(await asyncio.gather(*(c for q in questions for c in self.judgments(q, names))))
+
+
+def evaluate(
+    eval_recipe: EvalRecipe | str | Path,
+    *,
+    out: str | Path | None = None,
+    offline: bool = False,
+    export_labels: str | Path | None = None,
+    calibrate: str | Path | None = None,
+    use_cache: bool = True,
+) -> EvalResult:
+    """Answer, judge and summarise; write the files into ``out`` (default ``runs/<name>``).
+
+    ``export_labels`` also writes the blinded labelling sheet there; ``calibrate`` reads a filled one
+    and adds the judge's agreement with it to the summary (see :mod:`synthgen.calibration`).
+    """
+    ev = eval_recipe if isinstance(eval_recipe, EvalRecipe) else load_eval_recipe(eval_recipe)
+    run = read_run_dir(ev.run_dir, recipe=ev.generation, eval_path=ev._path)
+    out = Path(out) if out is not None else Path("runs") / ev.name
+    evaluation = _Evaluation(ev, run, offline=offline, use_cache=use_cache)
+    try:
+        records = asyncio.run(evaluation.execute())
+    finally:
+        if evaluation.client.cache is not None:
+            evaluation.client.cache.close()
+    names, judge, boot = [c.name for c in ev.candidates], evaluation.judge, ev.bootstrap
+    warnings = [*run.notes, *judge_warnings(judge.model, run.labelling_models, run.path)]
+    summary: dict[str, Any] = {
+        "name": ev.name,
+        "description": ev.description,
+        "offline": offline,
+        "recipe": str(ev.recipe),
+        "run_dir": str(ev.run_dir),
+        "judge": {"profile": ev.judge, "model": judge.model, "base_url": judge.resolved_base_url},
+        "candidates": evaluation.described,
+        "warnings": warnings,
+        "bootstrap": {"samples": boot.samples, "confidence": boot.confidence, "seed": ev.seed},
+        "sets": evaluation.sets.stats,
+        **summarize(
+            records,
+            answer_log=evaluation.answer_log,
+            candidates=names,
+            sets=list(evaluation.sets.stats),
+            samples=boot.samples,
+            confidence=boot.confidence,
+            seed=ev.seed,
+        ),
+    }
+    questions = [q.to_json() for q in evaluation.sets.questions]
+    items = label_items(questions, evaluation.answers, names, ev.seed)
+    result = EvalResult(out=out, summary=summary, warnings=warnings)
+    if export_labels is not None:
+        result.labels = write_labels(Path(export_labels), items, evaluation.answers)
+    if calibrate is not None:
+        result.calibration = summary["calibration"] = calibrate_labels(Path(calibrate), items, records, names)
+    out.mkdir(parents=True, exist_ok=True)
+    _jsonl(out / "judgments.jsonl", records)
+    _jsonl(out / "answers.jsonl", evaluation.answer_log)
+    _jsonl(out / "questions.jsonl", [*questions, *evaluation.sets.dropped])
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (out / "summary.md").write_text(render_markdown(summary), encoding="utf-8")
+    return result
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
