@@ -66,7 +66,7 @@ def messages_for(i: int, tag: str) -> list[dict[str, str]]:
     """Distinct per request and per run, so no answer can come from a cache."""
     return [
         {"role": "system", "content": "Grade the student's answer against the reference. Be brief."},
-        {"role": "user", "content": f"[{tag} #{i}] Reference: classes start in September. Answer: in autumn."},
+        {"role": "user", "content": f"[{tag} #{i}] Reference: classes start in September. Answer: autumn."},
     ]
 
 
@@ -81,8 +81,13 @@ def http_client(backend: Backend, concurrency: int) -> httpx2.AsyncClient:
 
 def profile_for(url: str, concurrency: int, backend: Backend, rpm: int | None = None) -> ModelProfile:
     return ModelProfile(
-        name="bench", model=MODEL, base_url=url, api_key_env=KEY_ENV, max_concurrency=concurrency,
-        requests_per_minute=rpm, http_backend=backend,
+        name="bench",
+        model=MODEL,
+        base_url=url,
+        api_key_env=KEY_ENV,
+        max_concurrency=concurrency,
+        requests_per_minute=rpm,
+        http_backend=backend,
     )
 
 
@@ -113,7 +118,10 @@ async def bare_caller(
 ) -> AsyncIterator[Call]:
     """The baseline: the SDK's parse path on the same HTTP backend, bounded by a semaphore."""
     sdk = openai.AsyncOpenAI(
-        api_key="sk-bench", base_url=url, max_retries=max_retries, timeout=120.0,
+        api_key="sk-bench",
+        base_url=url,
+        max_retries=max_retries,
+        timeout=120.0,
         http_client=http_client(backend, concurrency),
     )
     semaphore = asyncio.Semaphore(concurrency)
@@ -121,7 +129,9 @@ async def bare_caller(
     async def call(i: int) -> None:
         async with semaphore:
             done = await sdk.chat.completions.parse(
-                model=MODEL, messages=messages_for(i, tag), response_format=Verdict  # type: ignore[arg-type]
+                model=MODEL,
+                messages=messages_for(i, tag),
+                response_format=Verdict,  # type: ignore[arg-type]
             )
         if not isinstance(done.choices[0].message.parsed, Verdict):
             raise AssertionError(f"unexpected completion {done!r}")
@@ -184,7 +194,9 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            **asdict(self), "ideal_s": self.ideal_s, "efficiency": self.efficiency,
+            **asdict(self),
+            "ideal_s": self.ideal_s,
+            "efficiency": self.efficiency,
             "cpu_ms_per_request": self.cpu_ms_per_request,
         }
 
@@ -221,8 +233,13 @@ def measure(
     stats = srv.stats()
     keep = ("requests", "served_ok", "unique_ok", "rate_limited", "max_in_window", "peak_in_flight", "status")
     return Run(
-        wall_s=wall, cpu_s=cpu, server_cpu_s=server_cpu, failures=dict(failures), n=n,
-        server={k: stats[k] for k in keep}, **labels,
+        wall_s=wall,
+        cpu_s=cpu,
+        server_cpu_s=server_cpu,
+        failures=dict(failures),
+        n=n,
+        server={k: stats[k] for k in keep},
+        **labels,
     )
 
 
@@ -234,7 +251,12 @@ def median(values: Iterable[float]) -> float:
 
 
 def scenario_a(
-    n: int, concurrencies: list[int], repeats: int, latency: float, warmup: bool, cache_dir: Path,
+    n: int,
+    concurrencies: list[int],
+    repeats: int,
+    latency: float,
+    warmup: bool,
+    cache_dir: Path,
     log: Callable[[str], None],
 ) -> list[Run]:
     """synthgen vs bare at each C on aiohttp; at the highest C also both backends for both clients."""
@@ -249,14 +271,25 @@ def scenario_a(
                     for who in order:
                         tag = uuid.uuid4().hex[:12]
 
-                        def caller(who: str = who, tag: str = tag, c: int = c, backend: Backend = backend) -> Any:
+                        def caller(
+                            who: str = who, tag: str = tag, c: int = c, backend: Backend = backend
+                        ) -> Any:
                             if who == "synthgen":
                                 return synthgen_caller(srv.url, c, backend, tag, cache_dir)
                             return bare_caller(srv.url, c, backend, tag)
 
                         run = measure(
-                            srv, caller, n=n, workers=2 * c, warmup=warmup, scenario="A", client=who,
-                            backend=backend, concurrency=c, latency=latency, repeat=r,
+                            srv,
+                            caller,
+                            n=n,
+                            workers=2 * c,
+                            warmup=warmup,
+                            scenario="A",
+                            client=who,
+                            backend=backend,
+                            concurrency=c,
+                            latency=latency,
+                            repeat=r,
                         )
                         runs.append(run)
                         log(
@@ -284,13 +317,20 @@ def summarize_a(runs: list[Run]) -> dict[str, Any]:
                 continue
             eff_ratio = median(s.efficiency / b.efficiency for s, b in pairs)
             cpu_ratio = median(s.cpu_ms_per_request / b.cpu_ms_per_request for s, b in pairs)
-            rows.append({
-                "concurrency": c, "backend": backend, "repeats": len(pairs),
-                "synthgen": _medians([s for s, _ in pairs]), "bare": _medians([b for _, b in pairs]),
-                "efficiency_ratio": eff_ratio, "cpu_ratio": cpu_ratio,
-                "efficiency_ok": eff_ratio >= 0.97, "cpu_ok": cpu_ratio <= 1.10,
-                "failures": sum(sum(r.failures.values()) for pair in pairs for r in pair),
-            })
+            rows.append(
+                {
+                    "concurrency": c,
+                    "backend": backend,
+                    "repeats": len(pairs),
+                    "synthgen": _medians([s for s, _ in pairs]),
+                    "bare": _medians([b for _, b in pairs]),
+                    "efficiency_ratio": eff_ratio,
+                    "cpu_ratio": cpu_ratio,
+                    "efficiency_ok": eff_ratio >= 0.97,
+                    "cpu_ok": cpu_ratio <= 1.10,
+                    "failures": sum(sum(r.failures.values()) for pair in pairs for r in pair),
+                }
+            )
     return {"rows": rows}
 
 
@@ -348,8 +388,17 @@ def scenario_b(
 
                 time.sleep(1.1)  # let the previous run's window drain (reset clears it too)
                 run = measure(
-                    srv, caller, n=n, workers=2 * concurrency, warmup=False, scenario="B", client=who,
-                    backend="aiohttp", concurrency=concurrency, latency=latency, repeat=r,
+                    srv,
+                    caller,
+                    n=n,
+                    workers=2 * concurrency,
+                    warmup=False,
+                    scenario="B",
+                    client=who,
+                    backend="aiohttp",
+                    concurrency=concurrency,
+                    latency=latency,
+                    repeat=r,
                 )
                 runs.append(run)
                 log(
@@ -377,8 +426,11 @@ def summarize_b(runs: list[Run]) -> dict[str, Any]:
             "lost_median": median(sum(r.failures.values()) for r in mine),
             "rate_limited_median": median(r.server["rate_limited"] for r in mine),
             "rate_limited_fraction": median(r.server["rate_limited"] / n for r in mine),
-            "throughput_per_s": median(n / r.wall_s for r in mine),
-            "throughput_fraction": median(n / r.wall_s / LIMIT_PER_S for r in mine),
+            # answered requests per second: a request the bare SDK lost is not throughput
+            "throughput_per_s": median((n - sum(r.failures.values())) / r.wall_s for r in mine),
+            "throughput_fraction": median(
+                (n - sum(r.failures.values())) / r.wall_s / LIMIT_PER_S for r in mine
+            ),
             "max_in_window": max(r.server["max_in_window"] for r in mine),
             "wall_s": median(r.wall_s for r in mine),
         }
@@ -420,7 +472,7 @@ def table_b(summary: dict[str, Any], n: int, concurrency: int, latency: float) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N and one repeat: a smoke test")
-    parser.add_argument("--repeats", type=int, default=None, help="paired repeats (default 3; 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="paired repeats (3; --quick: 1)")
     parser.add_argument("--n", type=int, default=None, help="scenario A requests (default 2000)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256], help="scenario A levels")
     parser.add_argument("--latency", type=float, default=0.5, help="scenario A server latency (s)")
@@ -438,13 +490,18 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[Run] = []
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-        "openai": openai.__version__, "repeats": repeats, "warmup": not args.no_warmup,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "openai": openai.__version__,
+        "repeats": repeats,
+        "warmup": not args.no_warmup,
     }
     tables = []
     with tempfile.TemporaryDirectory(prefix="synthgen-bench-") as tmp:
         if args.only in (None, "A"):
-            runs_a = scenario_a(n_a, args.concurrency, repeats, args.latency, not args.no_warmup, Path(tmp), log)
+            warm = not args.no_warmup
+            runs_a = scenario_a(n_a, args.concurrency, repeats, args.latency, warm, Path(tmp), log)
             runs += runs_a
             report["A"] = {"n": n_a, "latency": args.latency, **summarize_a(runs_a)}
             tables.append(table_a(report["A"], n_a, args.latency))
@@ -453,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             runs += runs_b
             report["B"] = {"n": n_b, "concurrency": 64, "latency": 0.1, **summarize_b(runs_b)}
             tables.append(table_b(report["B"], n_b, 64, 0.1))
-    print(f"synthgen client benchmarks, {report['date']}, {report['cpus']} CPUs, openai {openai.__version__}\n")
+    print(f"synthgen client benchmarks, {report['date']}, {report['cpus']} CPUs, openai {report['openai']}\n")
     print("\n\n".join(tables))
     if args.json:
         report["runs"] = [r.to_json() for r in runs]

@@ -3,8 +3,11 @@
 Why not the bare SDK: its retries obey ``retry-after`` without jitter (clients waiting on a rate
 limit retry in lockstep), a 200 whose body is not JSON raises with no retry, and it has no notion of
 per-account limits, caching, schema re-asks or cost. Here the SDK's retries are off and tenacity
-owns them; the SDK's structured-output parse path (strict JSON schema from a pydantic model) does
-the schema; :mod:`limits`, :mod:`cache` and :mod:`usage` wrap each attempt. A request that still
+owns them; the schema goes out as the SDK's own strict conversion of the pydantic model
+(``pydantic_function_tool``, built once per class) through ``create``, and the answer is validated
+here (``chat.completions.parse`` rebuilds the schema and a generic parsed object on every call: a
+third of a request's client CPU, see benchmarks/README.md); :mod:`limits`, :mod:`cache` and
+:mod:`usage` wrap each attempt. A request that still
 has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
 model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -236,7 +240,7 @@ class ChatClient:
                 "sampling": profile.sampling(),
                 "extra_body": profile.extra_body,
                 "structured_output": profile.structured_output if schema else None,
-                "schema": schema.model_json_schema() if schema else None,
+                "schema": _json_schema(schema) if schema else None,
                 "schema_name": schema.__name__ if schema else None,
                 "version": version,
                 "sample": sample,
@@ -353,7 +357,7 @@ class ChatClient:
         params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
         if schema is not None:
             if profile.structured_output == "json_schema":
-                params["response_format"] = schema
+                params["response_format"] = _response_format(schema)
             else:
                 params["response_format"] = {"type": "json_object"}
         return params
@@ -378,15 +382,14 @@ class ChatClient:
                     profile.name or profile.model,
                 )
             messages = _with_schema_note(messages, schema)
-        estimate = count_message_tokens(messages) + int(
-            params.get("max_tokens") or params.get("max_completion_tokens") or 0
+        # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
+        estimate = (
+            count_message_tokens(messages)
+            + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
+            if limiter.tokens_per_minute
+            else 0
         )
-        structured = schema is not None and profile.structured_output == "json_schema"
-        call = (
-            sdk.chat.completions.with_raw_response.parse
-            if structured
-            else sdk.chat.completions.with_raw_response.create
-        )
+        call = sdk.chat.completions.with_raw_response.create
         attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
@@ -482,6 +485,25 @@ class ChatClient:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _response_format(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The strict ``json_schema`` response format for ``schema``, built once per class.
+
+    ``chat.completions.parse`` rebuilds it on every call and then constructs a generic
+    ``ParsedChatCompletion``: together a third of a request's client CPU. Sending the same strict
+    schema (the SDK's own ``pydantic_function_tool`` conversion) through ``create`` and validating
+    in ``_validate`` sends the same request and applies the same checks.
+    """
+    strict = openai.pydantic_function_tool(schema)["function"]["parameters"]
+    return {"type": "json_schema", "json_schema": {"schema": strict, "name": schema.__name__, "strict": True}}
+
+
+@functools.lru_cache(maxsize=256)
+def _json_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """A schema class's JSON schema is fixed, but pydantic rebuilds it on every call (~0.25 ms)."""
+    return schema.model_json_schema()
+
+
 def _describe(exc: pydantic.ValidationError) -> str:
     parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]]
     return "; ".join(parts)
@@ -497,6 +519,6 @@ def _reask_message(detail: str) -> str:
 def _with_schema_note(messages: list[Message], schema: type[pydantic.BaseModel]) -> list[Message]:
     """JSON mode has no schema: state it, since the model must still produce that shape."""
     note = "Respond with a single JSON object that validates against this JSON schema:\n" + json.dumps(
-        schema.model_json_schema(), ensure_ascii=False
+        _json_schema(schema), ensure_ascii=False
     )
     return [*messages, {"role": "system", "content": note}]
