@@ -128,6 +128,8 @@ class _StepRun:
         )
         meter = self.runner.client.meter
 
+        status: Counter[str] = Counter(entry["status"] for entry in done.values())
+
         async def worker() -> None:
             for item in pending:
                 if meter.over_budget:
@@ -135,9 +137,17 @@ class _StepRun:
                     return
                 entry = await self.process(item, ctx)
                 self.journal.append(entry)
+                status[entry["status"]] += 1
                 bar.update()
                 total = meter.total()
-                bar.set_postfix(tokens=total.total_tokens, usd=f"{total.cost_usd:.2f}", refresh=False)
+                bar.set_postfix(
+                    rows=status["ok"],
+                    failed=status["failed"],
+                    rejected=status["rejected"],
+                    tokens=total.total_tokens,
+                    usd=f"{total.cost_usd:.2f}",
+                    refresh=False,
+                )
 
         try:
             async with asyncio.TaskGroup() as group:
