@@ -36,7 +36,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from . import judge as jm
 from .cache import ResponseCache
@@ -50,7 +50,7 @@ from .eval_report import render_markdown
 from .generators.dialogue import _LANGUAGE_NAMES, facts_block
 from .profile import ModelProfile
 from .questions import Modes, Question, QuestionSets, RunData, Sets, build_sets, read_run_dir
-from .recipe import Recipe, _line_for, _line_map, _raise_validation, load_recipe
+from .recipe import Recipe, line_for, load_recipe, load_yaml_model
 from .settings import cache_path
 from .stats import Bootstrap, summarize
 
@@ -106,25 +106,8 @@ class EvalRecipe(BaseModel):
 
 def load_eval_recipe(path: str | Path) -> EvalRecipe:
     """Read and validate an eval recipe and the generation recipe it names; errors like the recipe's."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError("eval recipe file not found", path=path, hint="pass the path to an eval.yaml")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(f"not valid YAML: {exc}", path=path, line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise RecipeError("an eval recipe is a YAML mapping (name, recipe, candidates, ...)", path=path)
-    lines = _line_map(text)
-    try:
-        ev = EvalRecipe.model_validate(data)
-    except ValidationError as exc:
-        _raise_validation(exc, path, lines, EvalRecipe)
-        raise  # pragma: no cover
+    ev, lines = load_yaml_model(path, EvalRecipe, what="eval recipe", keys="name, recipe, candidates")
     base = path.resolve().parent
 
     def resolve(value: Path, loc: tuple[str | int, ...], *, folder: bool = False) -> Path:
@@ -133,7 +116,7 @@ def load_eval_recipe(path: str | Path) -> EvalRecipe:
             raise RecipeError(
                 f"{'folder' if folder else 'file'} not found: {resolved}",
                 path=path,
-                line=_line_for(lines, loc),
+                line=line_for(lines, loc),
                 field=".".join(map(str, loc)),
                 hint="paths are relative to the eval recipe file",
             )
@@ -166,7 +149,7 @@ def load_eval_recipe(path: str | Path) -> EvalRecipe:
             raise RecipeError(
                 f"unknown model profile {name!r}",
                 path=path,
-                line=_line_for(lines, loc),
+                line=line_for(lines, loc),
                 field=".".join(map(str, loc)),
                 hint=f"profiles (eval models + the recipe's): {', '.join(profiles)}",
             )

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,7 @@ from .quality import QualityConfig
 from .registry import get_generator
 from .seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
 
-__all__ = ["Recipe", "Step", "load_recipe"]
+__all__ = ["Recipe", "Step", "line_for", "load_recipe", "load_yaml_model"]
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 LICENSES = {
@@ -150,7 +150,10 @@ class Recipe(BaseModel):
     def fingerprint(self) -> str:
         """What determines the rows: changing it refuses a resume. Limits, budget and hub don't count."""
         models = {
-            name: {**p.model_dump(include={"model", "base_url", "extra_body", "structured_output"}), **p.sampling()}
+            name: {
+                **p.model_dump(include={"model", "base_url", "extra_body", "structured_output"}),
+                **p.sampling(),
+            }
             for name, p in self.models.items()
         }
         # every template a step renders (built-in or overridden) and every generator's version: a new
@@ -307,11 +310,18 @@ def _raise_validation(
     raise first
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read, validate and resolve a recipe; raise :class:`RecipeError` (or SeedError) on any problem."""
-    path = Path(path)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Lines = dict[tuple[str | int, ...], int]
+
+
+def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) -> tuple[ModelT, Lines]:
+    """Read a YAML mapping into ``model``; errors read ``file:line: field: message (hint)``.
+
+    Shared by recipes and eval recipes; returns the field-path -> line map for later checks
+    (paths that do not exist, unknown profiles) so they can point at the line too.
+    """
     if not path.is_file():
-        raise RecipeError("recipe file not found", path=path, hint="pass the path to a recipe.yaml")
+        raise RecipeError(f"{what} file not found", path=path, hint=f"pass the path to a {what} YAML file")
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
@@ -324,13 +334,24 @@ def load_recipe(path: str | Path) -> Recipe:
             hint="check indentation and quoting",
         ) from None
     if not isinstance(data, dict):
-        raise RecipeError("a recipe is a YAML mapping (name, seeds, models, steps, ...)", path=path)
+        raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
     lines = _line_map(text)
     try:
-        recipe = Recipe.model_validate(data)
+        return model.model_validate(data), lines
     except ValidationError as exc:
-        _raise_validation(exc, path, lines, Recipe)
+        _raise_validation(exc, path, lines, model)
         raise  # pragma: no cover
+
+
+def line_for(lines: Lines, loc: tuple[str | int, ...]) -> int | None:
+    """The line of ``loc`` (or of its nearest enclosing key) in a file read by :func:`load_yaml_model`."""
+    return _line_for(lines, loc)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, validate and resolve a recipe; raise :class:`RecipeError` (or SeedError) on any problem."""
+    path = Path(path)
+    recipe, lines = load_yaml_model(path, Recipe, what="recipe", keys="name, seeds, models, steps")
     base = path.resolve().parent
     recipe.path = path.resolve()
     recipe.seeds = [(base / p).resolve() for p in recipe.seeds]
@@ -373,7 +394,7 @@ def load_recipe(path: str | Path) -> Recipe:
             )
     recipe.personas = personas
     recipe.loaded_personas = load_personas(personas) if personas else []
-    _check_steps(recipe, data, path, lines)
+    _check_steps(recipe, path, lines)
     return recipe
 
 
@@ -389,9 +410,7 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
     return ()
 
 
-def _check_steps(
-    recipe: Recipe, data: dict[str, Any], path: Path, lines: dict[tuple[str | int, ...], int]
-) -> None:
+def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
     library = recipe.prompt_library()
 
     def check_prompt(role: str) -> None:
