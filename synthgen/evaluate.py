@@ -47,7 +47,7 @@ from .candidates import VERSION, AnswerSource, CandidateSpec, build_sources
 from .client import ChatClient
 from .errors import CompletionFailed, RecipeError
 from .eval_report import render_markdown
-from .generators.dialogue import _LANGUAGE_NAMES, facts_block
+from .grounding import facts_block, language_name
 from .profile import ModelProfile
 from .questions import Modes, Question, QuestionSets, RunData, Sets, build_sets, read_run_dir
 from .recipe import Recipe, line_for, load_recipe, load_yaml_model
@@ -169,7 +169,7 @@ class _Evaluation:
     def __init__(self, ev: EvalRecipe, run: RunData, *, offline: bool, use_cache: bool) -> None:
         self.ev, self.run, self.recipe = ev, run, ev.generation
         self.prompts = self.recipe.prompt_library()
-        self.language = _LANGUAGE_NAMES.get(self.recipe.language, self.recipe.language)
+        self.language = language_name(self.recipe.language)
         self.judge = ev.profiles()[ev.judge]
         self.seeds = {s.id: s for s in self.recipe.loaded_seeds}
         self.client = ChatClient(cache=ResponseCache(cache_path(), enabled=use_cache), offline=offline)

@@ -21,16 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConfigError
 from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
+from ..grounding import facts_block, language_name, published_system_prompt
 from ..records import ChatMessage, DialogueRow, prompt_id
 from ..seeds import Persona, Seed
 
-__all__ = ["DialogueGenerator", "StudentTurn", "facts_block"]
+__all__ = ["DialogueGenerator", "StudentTurn"]
 
 MAX_TURNS = 12
-_LANGUAGE_NAMES = {
-    "es": "español", "en": "English", "ca": "català", "gl": "galego", "eu": "euskara",
-    "pt": "português", "fr": "français", "it": "italiano", "de": "Deutsch",
-}  # fmt: skip
 # Speaker labels of the <history> block, in the student template's language (the student is "you").
 _LABELS = {"es": ("Tú", "Asistente"), "en": ("You", "Assistant")}
 _NONE = {"es": "(ninguna)", "en": "(none)"}
@@ -59,17 +56,6 @@ class StudentTurn(BaseModel):
 
     message: str = Field(description="the student's next message, in character")
     satisfied: bool = Field(description="true when the student has no further questions")
-
-
-def facts_block(seeds: Sequence[Seed]) -> str:
-    """The ``<facts>`` block: the assistant's grounding, and the published context under ``in_context``.
-
-    Each question sits in a ``<fact question="...">`` tag (language-neutral, plainly not text to quote),
-    so answers quote the facts rather than echo the questions; the offline provider skips lines starting
-    with ``<`` (a question of several sentences still leaks a fragment there until it strips tags).
-    """
-    facts = [f'<fact question="{s.question.replace(chr(34), chr(39))}">\n{s.answer}\n</fact>' for s in seeds]
-    return "<facts>\n" + "\n".join(facts) + "\n</facts>"
 
 
 def _normalized(text: str) -> str:
@@ -154,7 +140,7 @@ class DialogueGenerator(Generator):
         related = [ctx.seeds[i] for i in rng.sample(pool, min(cfg.related_seeds, len(pool)))]
 
         facts = facts_block([seed, *related])
-        language = _LANGUAGE_NAMES.get(ctx.language, ctx.language)
+        language = language_name(ctx.language)
         system_values = {"system_prompt": ctx.system_prompt, "facts": facts, "language": language}
         system = {"role": "system", "content": ctx.prompts.render("assistant", **system_values)}
         none = _NONE.get(template_language, "-")
@@ -191,7 +177,7 @@ class DialogueGenerator(Generator):
             conversation.append({"role": "assistant", "content": reply.content.strip()})
             model = reply.model
 
-        published = ctx.system_prompt if ctx.grounding == "closed_book" else f"{ctx.system_prompt}\n\n{facts}"
+        published = published_system_prompt(ctx.system_prompt, ctx.grounding, facts)
         messages = [ChatMessage(role="system", content=published)]
         row = DialogueRow(
             messages=messages + [ChatMessage.model_validate(m) for m in conversation],

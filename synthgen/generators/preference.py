@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..client import Completion
 from ..errors import ConfigError
 from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
+from ..grounding import facts_block, language_name, published_system_prompt
 from ..judge import RUBRIC_ROLE, Grade, grade
 from ..profile import ModelProfile, is_reasoning_model
 from ..records import PreferenceRow, prompt_id
 from ..seeds import Seed
-from .dialogue import _LANGUAGE_NAMES, facts_block  # one grounding for sft and prefs
 
 __all__ = ["CandidateSpec", "PreferenceGenerator"]
 
@@ -128,7 +128,7 @@ class PreferenceGenerator(Generator):
         facts = facts_block(seeds)
         prompt = self._prompt(item, ctx, facts, rng)
         turns = [m for m in prompt if m["role"] != "system"]
-        language = _LANGUAGE_NAMES.get(ctx.language, ctx.language)
+        language = language_name(ctx.language)
         grounded = ctx.prompts.render(
             ASSISTANT_ROLE, system_prompt=ctx.system_prompt, facts=facts, language=language
         )
@@ -197,7 +197,7 @@ class PreferenceGenerator(Generator):
 
     def _prompt(self, item: WorkItem, ctx: GeneratorContext, facts: str, rng: random.Random) -> list[Message]:
         """Published context ending in a user turn: a dialogue prefix, or system + the seed question."""
-        published = ctx.system_prompt if ctx.grounding == "closed_book" else f"{ctx.system_prompt}\n\n{facts}"
+        published = published_system_prompt(ctx.system_prompt, ctx.grounding, facts)
         messages = item.payload.get("messages")
         if not messages:
             question = ctx.seeds[item.seed_ids[0]].question
