@@ -29,7 +29,9 @@ def _errors(func: F) -> F:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.secho("interrupted: what finished is kept (a run resumes when re-run the same way)", err=True)
+            click.secho(
+                "interrupted: what finished is kept (a run resumes when re-run the same way)", err=True
+            )
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
