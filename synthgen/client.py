@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,12 +26,14 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 import pydantic
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from .cache import ResponseCache, fingerprint
-from .errors import AuthenticationFailed, CompletionFailed, ProviderError
+from .errors import CompletionFailed
 from .limits import KeyLimiter, Limits
 from .profile import ModelProfile, Prices
+from .retries import Malformed, fail_fast, failure_reason, retry_after, retryable, wait
+from .structured import describe, json_schema, reask_message, response_format, with_schema_note
 from .usage import TokenUsage, UsageMeter, count_message_tokens, price_for
 
 __all__ = ["ChatClient", "Completion", "Message"]
@@ -43,9 +43,7 @@ log = logging.getLogger("synthgen.client")
 Message = dict[str, str]
 SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
 SAMPLE_HEADER = "x-synthgen-sample"
-_RETRY_STATUS = {408, 409, 429}
 _MAX_ENLARGEMENTS = 2  # a truncated answer is asked again with 2x, then 4x the token limit
-_PER_ITEM_400 = ("context_length_exceeded", "content_policy_violation", "invalid_prompt", "content_filter")
 
 
 @dataclass(frozen=True)
@@ -63,98 +61,12 @@ class Completion:
     key: str
 
 
-class _Malformed(Exception):
-    """A 200 whose body is not a chat completion: transient on every server we have seen."""
-
-
 class _Invalid(Exception):
     """An answer that parsed as a completion but not as the schema; re-asked with the error."""
 
     def __init__(self, reason: str, detail: str, content: str) -> None:
         self.reason, self.detail, self.content = reason, detail, content
         super().__init__(detail)
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        if exc.response.headers.get("x-should-retry") == "true":
-            return True
-        if exc.response.headers.get("x-should-retry") == "false":
-            return False
-        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | _Malformed)
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    headers = exc.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
-
-
-def _wait(state: RetryCallState) -> float:
-    """Server's retry-after plus up to 25% jitter, else capped exponential backoff with full jitter."""
-    exc = state.outcome.exception() if state.outcome else None
-    after = _retry_after(exc)
-    if after is not None:
-        return min(after, 120.0) * (1.0 + random.random() * 0.25)
-    return random.uniform(0, min(30.0, 0.25 * 2**state.attempt_number))
-
-
-def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection"
-    if isinstance(exc, _Malformed):
-        return "malformed_response"
-    if isinstance(exc, openai.APIStatusError):
-        return "rate_limited" if exc.status_code == 429 else f"http_{exc.status_code}"
-    return type(exc).__name__
-
-
-def _fail_fast(exc: openai.APIStatusError, profile: ModelProfile) -> Exception:
-    """Translate a non-retryable status into the error that says what to fix."""
-    where = f"models.{profile.name}" if profile.name else "profile"
-    body = exc.body if isinstance(exc.body, dict) else {}
-    param = str(body.get("param") or "")
-    code = str(body.get("code") or "")
-    message = str(body.get("message") or exc.message)
-    if exc.status_code in (401, 403):
-        return AuthenticationFailed(
-            f"{profile.resolved_base_url} answered {exc.status_code}: {message}",
-            field=f"{where}.api_key_env",
-            hint=f"check ${profile.api_key_env} holds a valid key for this endpoint",
-        )
-    if exc.status_code == 404:
-        return ProviderError(
-            f"{profile.resolved_base_url} has no model {profile.model!r} ({message})",
-            field=f"{where}.model",
-            hint="check the model name and base_url (vLLM/Ollama serve the name they were started with)",
-        )
-    if code in _PER_ITEM_400 or "context length" in message.lower():
-        return CompletionFailed(message, reason=code or "context_length")
-    for field in ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort"):
-        if param == field or f"'{field}'" in message:
-            return ProviderError(
-                f"{profile.model} rejected {field}: {message}",
-                field=f"{where}.{field}",
-                hint="remove it" + (" or use max_completion_tokens" if field == "max_tokens" else ""),
-            )
-    if "response_format" in param or "json_schema" in message:
-        return ProviderError(
-            f"{profile.resolved_base_url} does not support json_schema outputs: {message}",
-            field=f"{where}.structured_output",
-            hint="set structured_output: json_object (validated locally instead)",
-        )
-    return ProviderError(f"{profile.resolved_base_url} answered {exc.status_code}: {message}", field=where)
 
 
 class ChatClient:
@@ -240,7 +152,7 @@ class ChatClient:
                 "sampling": profile.sampling(),
                 "extra_body": profile.extra_body,
                 "structured_output": profile.structured_output if schema else None,
-                "schema": _json_schema(schema) if schema else None,
+                "schema": json_schema(schema) if schema else None,
                 "schema_name": schema.__name__ if schema else None,
                 "version": version,
                 "sample": sample,
@@ -329,7 +241,7 @@ class ChatClient:
                 conversation = [
                     *conversation,
                     {"role": "assistant", "content": invalid.content},
-                    {"role": "user", "content": _reask_message(invalid.detail)},
+                    {"role": "user", "content": reask_message(invalid.detail)},
                 ]
                 continue
             if self.cache is not None:
@@ -357,7 +269,7 @@ class ChatClient:
         params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
         if schema is not None:
             if profile.structured_output == "json_schema":
-                params["response_format"] = _response_format(schema)
+                params["response_format"] = response_format(schema)
             else:
                 params["response_format"] = {"type": "json_object"}
         return params
@@ -381,7 +293,7 @@ class ChatClient:
                     "(invalid answers are re-asked), since the server does not enforce it",
                     profile.name or profile.model,
                 )
-            messages = _with_schema_note(messages, schema)
+            messages = with_schema_note(messages, schema)
         # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
         estimate = (
             count_message_tokens(messages)
@@ -392,9 +304,9 @@ class ChatClient:
         call = sdk.chat.completions.with_raw_response.create
         attempts = 0
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(profile.max_attempts) | stop_after_delay(profile.max_retry_seconds),
-            wait=_wait,
+            wait=wait,
             reraise=True,
         )
         try:
@@ -405,10 +317,10 @@ class ChatClient:
                         try:
                             raw = await call(messages=messages, **params)  # type: ignore[arg-type]
                         except openai.RateLimitError as exc:
-                            limiter.pause(_retry_after(exc) or 1.0)
+                            limiter.pause(retry_after(exc) or 1.0)
                             raise
                         except openai.APIStatusError as exc:
-                            if exc.status_code == 503 and (after := _retry_after(exc)):
+                            if exc.status_code == 503 and (after := retry_after(exc)):
                                 limiter.pause(after)
                             raise
                         limiter.learn(raw.headers)
@@ -421,19 +333,19 @@ class ChatClient:
                     ):
                         completion = None  # invalid content, but a valid paid response: validated below
                     except Exception as exc:  # body is not a chat completion at all
-                        raise _Malformed(f"unparseable 200 response: {exc}") from exc
+                        raise Malformed(f"unparseable 200 response: {exc}") from exc
                     return (raw if completion is None else completion), attempts
         except openai.APIStatusError as exc:
-            if _retryable(exc):
+            if retryable(exc):
                 raise CompletionFailed(
                     f"gave up after {attempts} attempts: {exc.status_code} {exc.message}",
-                    reason=_failure_reason(exc),
+                    reason=failure_reason(exc),
                     attempts=attempts,
                 ) from exc
-            raise _fail_fast(exc, profile) from exc
-        except (openai.APIConnectionError, _Malformed) as exc:
+            raise fail_fast(exc, profile) from exc
+        except (openai.APIConnectionError, Malformed) as exc:
             raise CompletionFailed(
-                f"gave up after {attempts} attempts: {exc}", reason=_failure_reason(exc), attempts=attempts
+                f"gave up after {attempts} attempts: {exc}", reason=failure_reason(exc), attempts=attempts
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -471,7 +383,7 @@ class ChatClient:
                 reason = (
                     "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
                 )
-                raise _Invalid(reason, _describe(exc), content) from None
+                raise _Invalid(reason, describe(exc), content) from None
         return Completion(
             content=content,
             parsed=parsed,
@@ -483,42 +395,3 @@ class ChatClient:
             attempts=attempts,
             key=key,
         )
-
-
-@functools.lru_cache(maxsize=256)
-def _response_format(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """The strict ``json_schema`` response format for ``schema``, built once per class.
-
-    ``chat.completions.parse`` rebuilds it on every call and then constructs a generic
-    ``ParsedChatCompletion``: together a third of a request's client CPU. Sending the same strict
-    schema (the SDK's own ``pydantic_function_tool`` conversion) through ``create`` and validating
-    in ``_validate`` sends the same request and applies the same checks.
-    """
-    strict = openai.pydantic_function_tool(schema)["function"]["parameters"]
-    return {"type": "json_schema", "json_schema": {"schema": strict, "name": schema.__name__, "strict": True}}
-
-
-@functools.lru_cache(maxsize=256)
-def _json_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """A schema class's JSON schema is fixed, but pydantic rebuilds it on every call (~0.25 ms)."""
-    return schema.model_json_schema()
-
-
-def _describe(exc: pydantic.ValidationError) -> str:
-    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]]
-    return "; ".join(parts)
-
-
-def _reask_message(detail: str) -> str:
-    return (
-        f"Your previous answer did not validate: {detail}. "
-        "Answer again with only the JSON object, following the schema exactly."
-    )
-
-
-def _with_schema_note(messages: list[Message], schema: type[pydantic.BaseModel]) -> list[Message]:
-    """JSON mode has no schema: state it, since the model must still produce that shape."""
-    note = "Respond with a single JSON object that validates against this JSON schema:\n" + json.dumps(
-        _json_schema(schema), ensure_ascii=False
-    )
-    return [*messages, {"role": "system", "content": note}]
