@@ -50,9 +50,10 @@ from .eval_report import render_markdown
 from .grounding import facts_block, language_name
 from .profile import ModelProfile
 from .questions import Modes, Question, QuestionSets, RunData, Sets, build_sets, read_run_dir
-from .recipe import Recipe, line_for, load_recipe, load_yaml_model
+from .recipe import Recipe, load_recipe
 from .settings import cache_path
 from .stats import Bootstrap, summarize
+from .yamlconfig import line_for, load_yaml_model
 
 __all__ = ["Bootstrap", "EvalRecipe", "EvalResult", "Modes", "evaluate", "load_eval_recipe"]
 

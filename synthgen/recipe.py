@@ -4,7 +4,8 @@
 schema (``extra="forbid"``, so a typo is an error, not a silently ignored key), paths (resolved
 relative to the recipe file), the seeds, each step's ``config`` against its generator's ``Config``,
 profile names, ``from`` references and prompt templates. Errors read
-``recipe.yaml:12: steps[0].config.turns: ... (hint)``.
+``recipe.yaml:12: steps[0].config.turns: ... (hint)`` (the YAML-to-model machinery, shared with eval
+recipes, lives in :mod:`synthgen.yamlconfig`; ``load_yaml_model`` and ``line_for`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
-from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, RecipeError, SeedError
@@ -27,6 +25,7 @@ from .prompts import PromptLibrary
 from .quality import QualityConfig
 from .registry import get_generator
 from .seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
+from .yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation
 
 __all__ = ["Recipe", "Step", "line_for", "load_recipe", "load_yaml_model"]
 
@@ -185,169 +184,6 @@ class Recipe(BaseModel):
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
-    """Field path -> 1-based line, from the YAML node tree (pydantic locations map onto it)."""
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                lines[child] = key.start_mark.line + 1
-                walk(value, child)
-                lines[child] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, value in enumerate(node.value):
-                walk(value, (*path, i))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _line_for(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
-def _parse_field(field: str) -> tuple[str | int, ...]:
-    """``steps[1].name`` -> ("steps", 1, "name"): the inverse of :func:`_dotted`, for line lookups."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p)
-
-
-def _dotted(loc: Iterator[str | int] | tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-_PATTERN_HINTS = {
-    "name": "use lowercase letters, digits, - and _, starting with a letter or digit",
-    "language": "use a two-letter ISO 639-1 code such as 'es' or 'en'",
-    "api_key_env": "write the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY",
-    "repo_id": "write it as org/name",
-}
-_FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(?:\.\w+|\[\d+\])*$")
-
-
-def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
-    if error["type"] == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(str(error["loc"][-1]) if error["loc"] else "")
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-        return (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(known)}"
-    if error["type"] == "missing":
-        return "add it to the recipe"
-    return None
-
-
-def _fields_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    """Allowed keys at a location, for 'did you mean' on unknown keys."""
-    current: Any = model
-    in_dict = False
-    for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
-            continue
-        if in_dict:  # the key of a dict[str, Model] field, e.g. a profile name under models
-            in_dict = False
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        in_dict = getattr(annotation, "__origin__", None) is dict
-        args = getattr(annotation, "__args__", ())
-        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        current = candidates[0] if candidates else None
-    if current is None:
-        return []
-    return sorted(
-        name if not f.alias else f.alias
-        for name, f in current.model_fields.items()
-        if name not in ("path", "loaded_seeds", "loaded_personas")
-    )
-
-
-def _raise_validation(
-    exc: ValidationError,
-    path: Path,
-    lines: dict[tuple[str | int, ...], int],
-    model: type[BaseModel],
-    prefix: tuple[str | int, ...] = (),
-) -> None:
-    first: RecipeError | None = None
-    messages = []
-    for error in exc.errors():
-        loc = (*prefix, *error["loc"])
-        msg = str(error["msg"]).removeprefix("Value error, ")
-        field = _dotted(loc)
-        head = msg.split(": ", 1)[0]
-        named = _FIELD_PATH.match(head) and head != field and head.startswith(field)
-        if head != msg and named and (field or re.split(r"[.\[]", head)[0] in model.model_fields):
-            # a model validator names the precise field in its message (steps[1].from, models.x.temperature)
-            field, msg = msg.split(": ", 1)
-            loc = _parse_field(field)
-        err = RecipeError(
-            msg,
-            path=path,
-            line=_line_for(lines, loc),
-            field=field or None,
-            hint=_hint(error, _fields_of(model, error["loc"])),
-        )
-        first = first or err
-        messages.append(str(err))
-    assert first is not None
-    if len(messages) > 1:
-        first.args = ("\n".join(messages),)
-    raise first
-
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-Lines = dict[tuple[str | int, ...], int]
-
-
-def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) -> tuple[ModelT, Lines]:
-    """Read a YAML mapping into ``model``; errors read ``file:line: field: message (hint)``.
-
-    Shared by recipes and eval recipes; returns the field-path -> line map for later checks
-    (paths that do not exist, unknown profiles) so they can point at the line too.
-    """
-    if not path.is_file():
-        raise RecipeError(f"{what} file not found", path=path, hint=f"pass the path to a {what} YAML file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}",
-            path=path,
-            line=mark.line + 1 if mark else None,
-            hint="check indentation and quoting",
-        ) from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
-    lines = _line_map(text)
-    try:
-        return model.model_validate(data), lines
-    except ValidationError as exc:
-        _raise_validation(exc, path, lines, model)
-        raise  # pragma: no cover
-
-
-def line_for(lines: Lines, loc: tuple[str | int, ...]) -> int | None:
-    """The line of ``loc`` (or of its nearest enclosing key) in a file read by :func:`load_yaml_model`."""
-    return _line_for(lines, loc)
-
-
 def load_recipe(path: str | Path) -> Recipe:
     """Read, validate and resolve a recipe; raise :class:`RecipeError` (or SeedError) on any problem."""
     path = Path(path)
@@ -361,7 +197,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(
                 f"seeds file not found: {seeds_path}",
                 path=path,
-                line=_line_for(lines, ("seeds", i)),
+                line=line_for(lines, ("seeds", i)),
                 field="seeds",
                 hint="paths are relative to the recipe file",
             )
@@ -388,7 +224,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(
                 f"personas file not found: {personas}",
                 path=path,
-                line=_line_for(lines, ("personas",)),
+                line=line_for(lines, ("personas",)),
                 field="personas",
                 hint="paths are relative to the recipe file",
             )
@@ -418,7 +254,7 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
             library.get(role)
         except ConfigError as exc:
             overridden = exc.path is None and role in recipe.prompts  # the recipe line names the missing file
-            line = _line_for(lines, ("prompts", role)) if overridden else exc.line
+            line = line_for(lines, ("prompts", role)) if overridden else exc.line
             raise RecipeError(
                 exc.message, path=exc.path or path, line=line, field=f"prompts.{role}", hint=exc.hint
             ) from None
@@ -433,7 +269,7 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
             raise RecipeError(
                 exc.message,
                 path=path,
-                line=_line_for(lines, (*loc, "generator")),
+                line=line_for(lines, (*loc, "generator")),
                 field=f"steps[{i}].generator",
                 hint=exc.hint,
             ) from None
@@ -446,7 +282,7 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
         try:
             generator = cls(cls.Config.model_validate(step.config))
         except ValidationError as exc:
-            _raise_validation(exc, path, lines, cls.Config, prefix=(*loc, "config"))
+            raise_validation(exc, path, lines, cls.Config, prefix=(*loc, "config"))
             raise  # pragma: no cover
         for name in generator.profiles_used():
             if name not in recipe.models:
@@ -457,8 +293,8 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
                 raise RecipeError(
                     f"unknown model profile {name!r}",
                     path=path,
-                    line=_line_for(lines, where),
-                    field=_dotted(where),
+                    line=line_for(lines, where),
+                    field=dotted(where),
                     hint=hint,
                 )
         for role in generator.prompt_roles():
@@ -469,7 +305,7 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
                 raise RecipeError(
                     f"step {step.from_!r} does not produce dialogues",
                     path=path,
-                    line=_line_for(lines, (*loc, "from")),
+                    line=line_for(lines, (*loc, "from")),
                     field=f"steps[{i}].from",
                     hint="'from' takes a step whose generator outputs sft rows",
                 )

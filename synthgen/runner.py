@@ -2,9 +2,10 @@
 
 Splits are assigned per seed before anything is generated (stratified by topic, from the recipe
 seed) and reused by every step and by evaluation, so no seed's paraphrases sit in both train and
-test. Each step plans its work items, runs them on one event loop under the client's limits, and
-journals every finished item at once; re-running on the same RUN_DIR skips journaled items and
-refuses when the recipe's fingerprint changed. Finalize writes the Hub-layout dataset atomically.
+test. Steps run in recipe order, each fed its ``from`` step's rows (one step's scheduling,
+journaling, filtering and counts: :mod:`synthgen.step`); re-running on the same RUN_DIR skips
+journaled items and refuses when the recipe's fingerprint changed. Finalize writes the Hub-layout
+dataset atomically.
 """
 
 from __future__ import annotations
@@ -16,21 +17,16 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
-from tqdm import tqdm
 
 from . import __version__
 from .cache import ResponseCache
 from .client import ChatClient
-from .dedup import NearDuplicates, dedup_text
-from .errors import CompletionFailed, ResumeError, SynthgenError
-from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
-from .journal import Journal
+from .errors import ResumeError
+from .generator import Generator, GeneratorContext, item_seed
 from .judge import verify_claims
 from .limits import Limits
 from .quality import Rejection, check_dialogue, check_preference
@@ -39,6 +35,7 @@ from .records import DialogueRow, PreferenceRow
 from .rundir import write_run_dir
 from .seeds import Seed
 from .settings import cache_path
+from .step import StepCounts, StepRun
 from .usage import TOKEN_COUNTER, UsageMeter
 
 __all__ = ["RunResult", "StepCounts", "assign_splits", "context_for", "run"]
@@ -61,26 +58,6 @@ def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int)
 
 
 @dataclass
-class StepCounts:
-    """items = ok + failed + rejected + not_started: every planned item is accounted for."""
-
-    generator: str
-    version: str
-    output: str
-    items: int = 0
-    ok: int = 0
-    failed: int = 0
-    rejected: int = 0
-    not_started: int = 0
-    rows: int = 0
-    rows_rejected: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    rejections: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    usage: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class RunResult:
     run_dir: str
     recipe: str
@@ -100,155 +77,6 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _StepRun:
-    """One step: plan, schedule, journal, filter; yields the step's kept rows."""
-
-    def __init__(self, runner: _Runner, step: Step, generator: Generator) -> None:
-        self.runner, self.step, self.generator = runner, step, generator
-        self.journal = Journal(runner.state / "journal" / f"{step.name}.jsonl")
-        self.counts = StepCounts(generator.name, generator.version, generator.output)
-
-    def plan(self, upstream: Sequence[Mapping[str, Any]]) -> list[WorkItem]:
-        r = self.runner
-        items = self.generator.plan(r.recipe.loaded_seeds, r.splits, r.recipe.seed, self.step.name, upstream)
-        return items[: r.limit] if r.limit is not None else items
-
-    async def execute(self, items: list[WorkItem], ctx: GeneratorContext) -> None:
-        done = self.journal.load()
-        pending: Iterator[WorkItem] = iter([i for i in items if i.id not in done])
-        bar = tqdm(
-            total=len(items),
-            initial=len(items) - sum(1 for i in items if i.id not in done),
-            desc=self.step.name,
-            unit="item",
-            disable=not self.runner.progress,
-            leave=False,
-        )
-        meter = self.runner.client.meter
-
-        status: Counter[str] = Counter(entry["status"] for entry in done.values())
-
-        async def worker() -> None:
-            for item in pending:
-                if meter.over_budget:
-                    self.runner.budget_exhausted = True
-                    return
-                entry = await self.process(item, ctx)
-                self.journal.append(entry)
-                status[entry["status"]] += 1
-                bar.update()
-                total = meter.total()
-                bar.set_postfix(
-                    rows=status["ok"],
-                    failed=status["failed"],
-                    rejected=status["rejected"],
-                    tokens=total.total_tokens,
-                    usd=f"{total.cost_usd:.2f}",
-                    refresh=False,
-                )
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(self.runner.workers):
-                    group.create_task(worker())
-        except* SynthgenError as errors:
-            raise errors.exceptions[0] from None
-        finally:
-            bar.close()
-            self.journal.close()
-
-    async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
-        entry: dict[str, Any] = {"item": item.id, "split": item.split, "seed_ids": list(item.seed_ids)}
-        try:
-            rows = await self.generator.generate(item, ctx)
-        except CompletionFailed as exc:
-            return {**entry, "status": "failed", "reason": exc.reason, "detail": exc.message[:500]}
-        except Rejected as exc:
-            return {**entry, "status": "rejected", "reason": exc.reason, "detail": exc.detail[:500]}
-        kept: list[dict[str, Any]] = []
-        dropped: list[dict[str, Any]] = []
-        for row in rows:
-            try:
-                verdict = self.runner.check(self.generator.output, row)
-                if verdict is None and self.runner.recipe.quality.verify_claims:
-                    verdict = await self.runner.verify_claims(self.generator.output, row, ctx)
-            except ValidationError as exc:
-                return {**entry, "status": "failed", "reason": "invalid_row", "detail": str(exc)[:500]}
-            except CompletionFailed as exc:
-                return {
-                    **entry,
-                    "status": "failed",
-                    "reason": f"claims_{exc.reason}",
-                    "detail": exc.message[:500],
-                }
-            if verdict is None:
-                kept.append(row)
-            else:
-                dropped.append({"reason": verdict.reason, "detail": verdict.detail, "row": row})
-        if not kept:
-            first = dropped[0] if dropped else {"reason": "empty", "detail": "no rows"}
-            return {
-                **entry,
-                "status": "rejected",
-                "reason": first["reason"],
-                "detail": first["detail"],
-                "dropped": dropped,
-            }
-        return {**entry, "status": "ok", "rows": kept, "dropped": dropped}
-
-    def collect(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        """Rows of journaled items in plan order, deduplicated; fills the counts and reports."""
-        journal = self.journal.load()
-        counts = self.counts
-        counts.items = len(items)
-        dedup = NearDuplicates(threshold=self.runner.recipe.quality.near_duplicate_threshold)
-        rows: list[dict[str, Any]] = []
-        for item in items:
-            entry = journal.get(item.id)
-            if entry is None:
-                counts.not_started += 1
-                continue
-            for dropped in entry.get("dropped", []):
-                self.runner.report(
-                    "rejected", self.step.name, item.id, dropped["reason"], dropped["detail"], dropped["row"]
-                )
-                counts.rows_rejected += 1
-                counts.rejections[dropped["reason"]] = counts.rejections.get(dropped["reason"], 0) + 1
-            if entry["status"] == "failed":
-                counts.failed += 1
-                counts.failures[entry["reason"]] = counts.failures.get(entry["reason"], 0) + 1
-                self.runner.report("failed", self.step.name, item.id, entry["reason"], entry["detail"])
-                continue
-            if entry["status"] == "rejected":
-                counts.rejected += 1
-                if not entry.get("dropped"):
-                    counts.rejections[entry["reason"]] = counts.rejections.get(entry["reason"], 0) + 1
-                    self.runner.report("rejected", self.step.name, item.id, entry["reason"], entry["detail"])
-                continue
-            kept: list[dict[str, Any]] = []
-            for row in entry["rows"]:
-                verdict = dedup.check(f"{item.id}#{len(kept)}", _dedup_text(self.generator.output, row))
-                if verdict is None:
-                    kept.append(row)
-                    continue
-                self.runner.report("rejected", self.step.name, item.id, verdict.reason, verdict.detail, row)
-                counts.rows_rejected += 1
-                counts.rejections[verdict.reason] = counts.rejections.get(verdict.reason, 0) + 1
-            if not kept:
-                counts.rejected += 1
-                continue
-            counts.ok += 1
-            counts.rows += len(kept)
-            rows.extend({**row, "__split": entry["split"]} for row in kept)
-        return rows
-
-
-def _dedup_text(output: str, row: Mapping[str, Any]) -> str:
-    if output == "seeds":
-        return str(row.get("question", json.dumps(row, sort_keys=True)))
-    return dedup_text(row)
 
 
 class _Runner:
@@ -384,7 +212,7 @@ class _Runner:
         async with self.client:
             for step in self.recipe.steps:
                 generator = self.recipe.generator(step)
-                step_run = _StepRun(self, step, generator)
+                step_run = StepRun(self, step, generator)
                 upstream = outputs.get(step.from_, []) if step.from_ else []
                 items = step_run.plan(upstream)
                 ctx = context_for(self.recipe, self.client, step, generator, upstream, self.profiles, prompts)

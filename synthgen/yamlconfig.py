@@ -1,0 +1,187 @@
+"""A YAML config file validated into a pydantic model, with ``file:line: field: message (hint)`` errors.
+
+Recipes and eval recipes are hand-written YAML, so a mistake must point at its line, not at a
+pydantic location tuple. :func:`load_yaml_model` parses the file, validates it into a model, and
+turns every validation error into a :class:`RecipeError` that names the line (from the YAML node
+tree), the dotted field and a hint ("did you mean ...?", the allowed keys). It returns the
+field-path -> line map too, so the loader's own later checks (missing files, unknown profiles)
+can point at the line with :func:`line_for`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import RecipeError
+
+__all__ = ["Lines", "dotted", "line_for", "load_yaml_model", "raise_validation"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Lines = dict[tuple[str | int, ...], int]
+
+_PATTERN_HINTS = {
+    "name": "use lowercase letters, digits, - and _, starting with a letter or digit",
+    "language": "use a two-letter ISO 639-1 code such as 'es' or 'en'",
+    "api_key_env": "write the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY",
+    "repo_id": "write it as org/name",
+}
+_FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(?:\.\w+|\[\d+\])*$")
+_LOADER_FIELDS = ("path", "loaded_seeds", "loaded_personas")  # set by loaders, never written in YAML
+
+
+def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) -> tuple[ModelT, Lines]:
+    """Read a YAML mapping into ``model``; errors read ``file:line: field: message (hint)``.
+
+    Shared by recipes and eval recipes; returns the field-path -> line map for later checks
+    (paths that do not exist, unknown profiles) so they can point at the line too.
+    """
+    if not path.is_file():
+        raise RecipeError(f"{what} file not found", path=path, hint=f"pass the path to a {what} YAML file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecipeError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            path=path,
+            line=mark.line + 1 if mark else None,
+            hint="check indentation and quoting",
+        ) from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
+    lines = _line_map(text)
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise_validation(exc, path, lines, model)
+        raise  # pragma: no cover
+
+
+def line_for(lines: Lines, loc: tuple[str | int, ...]) -> int | None:
+    """The line of ``loc`` (or of its nearest enclosing key) in a file read by :func:`load_yaml_model`."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def dotted(loc: Iterator[str | int] | tuple[str | int, ...]) -> str:
+    """("steps", 1, "name") -> ``steps[1].name``: the field as the user wrote it."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def raise_validation(
+    exc: ValidationError,
+    path: Path,
+    lines: Lines,
+    model: type[BaseModel],
+    prefix: tuple[str | int, ...] = (),
+) -> None:
+    """Raise ``exc`` as one :class:`RecipeError` (all messages, one per line) located in the file.
+
+    ``prefix`` places a nested model validated on its own (a step's generator ``config``) in the file.
+    """
+    first: RecipeError | None = None
+    messages = []
+    for error in exc.errors():
+        loc = (*prefix, *error["loc"])
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        field = dotted(loc)
+        head = msg.split(": ", 1)[0]
+        named = _FIELD_PATH.match(head) and head != field and head.startswith(field)
+        if head != msg and named and (field or re.split(r"[.\[]", head)[0] in model.model_fields):
+            # a model validator names the precise field in its message (steps[1].from, models.x.temperature)
+            field, msg = msg.split(": ", 1)
+            loc = _parse_field(field)
+        err = RecipeError(
+            msg,
+            path=path,
+            line=line_for(lines, loc),
+            field=field or None,
+            hint=_hint(error, _fields_of(model, error["loc"])),
+        )
+        first = first or err
+        messages.append(str(err))
+    assert first is not None
+    if len(messages) > 1:
+        first.args = ("\n".join(messages),)
+    raise first
+
+
+def _line_map(text: str) -> Lines:
+    """Field path -> 1-based line, from the YAML node tree (pydantic locations map onto it)."""
+    lines: Lines = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+                lines[child] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                walk(value, (*path, i))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _parse_field(field: str) -> tuple[str | int, ...]:
+    """``steps[1].name`` -> ("steps", 1, "name"): the inverse of :func:`dotted`, for line lookups."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p)
+
+
+def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
+    if error["type"] == "string_pattern_mismatch":
+        return _PATTERN_HINTS.get(str(error["loc"][-1]) if error["loc"] else "")
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+        return (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(known)}"
+    if error["type"] == "missing":
+        return "add it to the recipe"
+    return None
+
+
+def _fields_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """Allowed keys at a location, for 'did you mean' on unknown keys."""
+    current: Any = model
+    in_dict = False
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        if in_dict:  # the key of a dict[str, Model] field, e.g. a profile name under models
+            in_dict = False
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        in_dict = getattr(annotation, "__origin__", None) is dict
+        args = getattr(annotation, "__args__", ())
+        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = candidates[0] if candidates else None
+    if current is None:
+        return []
+    return sorted(
+        name if not f.alias else f.alias
+        for name, f in current.model_fields.items()
+        if name not in _LOADER_FIELDS
+    )
