@@ -59,6 +59,10 @@ def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int)
 
 @dataclass
 class RunResult:
+    """What ``run.json`` holds. ``usage``/``cost_usd`` sum every journaled item, so they are the
+    dataset's tokens and cost across all invocations (resumes included); ``usage_this_run`` is this
+    invocation's alone."""
+
     run_dir: str
     recipe: str
     fingerprint: str
@@ -66,6 +70,7 @@ class RunResult:
     steps: dict[str, StepCounts]
     usage: dict[str, Any]
     cost_usd: float
+    usage_this_run: dict[str, Any]
     seconds: float
     splits: dict[str, int]
     prompts: dict[str, Any]
@@ -209,6 +214,7 @@ class _Runner:
         prompts = self.recipe.prompt_library()
         outputs: dict[str, list[dict[str, Any]]] = {}
         steps: dict[str, StepCounts] = {}
+        dataset_usage = UsageMeter()  # journaled: every invocation that built this RUN_DIR
         async with self.client:
             for step in self.recipe.steps:
                 generator = self.recipe.generator(step)
@@ -216,15 +222,14 @@ class _Runner:
                 upstream = outputs.get(step.from_, []) if step.from_ else []
                 items = step_run.plan(upstream)
                 ctx = context_for(self.recipe, self.client, step, generator, upstream, self.profiles, prompts)
-                before = self.client.meter.snapshot()["total"]
                 t0 = time.monotonic()
                 if not self.budget_exhausted:
                     await step_run.execute(items, ctx)
                 step_run.counts.seconds = round(time.monotonic() - t0, 3)
-                after = self.client.meter.snapshot()["total"]
-                step_run.counts.usage = {k: after[k] - before[k] for k in after}
                 outputs[step.name] = step_run.collect(items)
+                step_run.counts.usage = step_run.usage.snapshot()["total"]
                 steps[step.name] = step_run.counts
+                dataset_usage.merge(step_run.usage.snapshot())
         meter = self.client.meter
         result = RunResult(
             run_dir=self.out.name,  # the folder's name only: an absolute path can name a person
@@ -232,13 +237,14 @@ class _Runner:
             fingerprint=self.recipe.fingerprint(),
             offline=self.offline,
             steps=steps,
-            usage=meter.snapshot(),
-            cost_usd=round(meter.spent_usd, 6),
+            usage=dataset_usage.snapshot(),
+            cost_usd=round(dataset_usage.spent_usd, 6),
+            usage_this_run=meter.snapshot(),
             seconds=round(time.monotonic() - started, 3),
             splits=dict(Counter(self.splits.values())),
             prompts=prompts.hashes(),
             versions=_versions(self.recipe),
-            response_models=sorted(meter.by_model),
+            response_models=sorted(set(dataset_usage.by_model) | set(dataset_usage.cached_by_model)),
             token_counter=TOKEN_COUNTER,
             budget={"max_usd": self.recipe.budget.max_usd, "exhausted": self.budget_exhausted},
             complete=all(c.not_started == 0 for c in steps.values()),

@@ -25,6 +25,7 @@ from .errors import CompletionFailed, SynthgenError
 from .generator import Generator, GeneratorContext, Rejected, WorkItem
 from .journal import Journal
 from .recipe import Step
+from .usage import UsageMeter, attributed
 
 if TYPE_CHECKING:
     from .runner import _Runner
@@ -59,6 +60,7 @@ class StepRun:
         self.runner, self.step, self.generator = runner, step, generator
         self.journal = Journal(runner.state / "journal" / f"{step.name}.jsonl")
         self.counts = StepCounts(generator.name, generator.version, generator.output)
+        self.usage = UsageMeter()  # over every journaled item: all invocations that built this step
 
     def plan(self, upstream: Sequence[Mapping[str, Any]]) -> list[WorkItem]:
         r = self.runner
@@ -110,6 +112,16 @@ class StepRun:
             self.journal.close()
 
     async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
+        """The journal entry of one item, with the tokens and cost its calls took (cache hits apart)."""
+        with attributed() as usage:
+            entry = await self._process(item, ctx)
+        snapshot = usage.snapshot()
+        entry["usage"] = {
+            k: snapshot[k] for k in ("by_model", "cached_by_model", "cache_hits", "unpriced_models")
+        }
+        return entry
+
+    async def _process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
         entry: dict[str, Any] = {"item": item.id, "split": item.split, "seed_ids": list(item.seed_ids)}
         try:
             rows = await self.generator.generate(item, ctx)
@@ -153,6 +165,8 @@ class StepRun:
         journal = self.journal.load()
         counts = self.counts
         counts.items = len(items)
+        for journaled in journal.values():
+            self.usage.merge(journaled.get("usage", {}))
         dedup = NearDuplicates(threshold=self.runner.recipe.quality.near_duplicate_threshold)
         rows: list[dict[str, Any]] = []
         for item in items:

@@ -9,9 +9,12 @@ o200k_base on Spanish and English faculty text (``TOKEN_COUNTER`` says which is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +25,7 @@ __all__ = [
     "TOKEN_COUNTER",
     "TokenUsage",
     "UsageMeter",
+    "attributed",
     "cost_usd",
     "count_message_tokens",
     "count_tokens",
@@ -121,12 +125,25 @@ class UsageMeter:
             self.unpriced_models.add(model)
         with self._lock:
             self.by_model.setdefault(model, TokenUsage()).add(usage)
+        if (item := _ITEM.get()) is not None and item is not self:
+            item.record(model, dataclasses.replace(usage), prices)
 
     def record_cached(self, model: str, usage: TokenUsage) -> None:
         """An answer served from the cache: its tokens were paid for in an earlier run."""
         with self._lock:
             self.cache_hits += 1
             self.cached_by_model.setdefault(model, TokenUsage()).add(usage)
+        if (item := _ITEM.get()) is not None and item is not self:
+            item.record_cached(model, usage)
+
+    def merge(self, snapshot: Mapping[str, Any]) -> None:
+        """Add a :meth:`snapshot` (e.g. one journaled work item's usage) to these totals."""
+        with self._lock:
+            for source, target in (("by_model", self.by_model), ("cached_by_model", self.cached_by_model)):
+                for model, usage in snapshot.get(source, {}).items():
+                    target.setdefault(model, TokenUsage()).add(TokenUsage(**usage))
+            self.cache_hits += snapshot.get("cache_hits", 0)
+            self.unpriced_models.update(snapshot.get("unpriced_models", ()))
 
     def total(self) -> TokenUsage:
         total = TokenUsage()
@@ -151,6 +168,24 @@ class UsageMeter:
             "cached_by_model": {m: asdict(u) for m, u in sorted(self.cached_by_model.items())},
             "unpriced_models": sorted(self.unpriced_models),
         }
+
+
+_ITEM: ContextVar[UsageMeter | None] = ContextVar("synthgen_item_usage", default=None)
+
+
+@contextmanager
+def attributed() -> Iterator[UsageMeter]:
+    """Also count every call made inside the block (child tasks included) on a meter of its own.
+
+    The runner wraps each work item in it and journals the item's usage, so a dataset's tokens and
+    cost add up across every invocation that built it: a resume after a crash included.
+    """
+    meter = UsageMeter()
+    token = _ITEM.set(meter)
+    try:
+        yield meter
+    finally:
+        _ITEM.reset(token)
 
 
 # --- token estimates -------------------------------------------------------------------------

@@ -172,8 +172,22 @@ def test_limit_then_full_run_resumes_without_new_calls(tmp_path: Path) -> None:
     first = run(recipe, out=tmp_path / "run", offline=True, limit=3)
     assert first.steps["dialogues"].items == 3
     again = run(recipe, out=tmp_path / "run", offline=True, limit=3)
-    assert again.usage["total"]["requests"] == 0  # everything journaled: nothing is sent
+    assert again.usage_this_run["total"]["requests"] == 0  # everything journaled: nothing is sent
+    assert again.usage["total"] == first.usage["total"]  # the dataset's usage is still all of it
     assert rows(tmp_path / "run", "sft") and again.steps["dialogues"].rows == first.steps["dialogues"].rows
+
+
+def test_usage_adds_up_across_resumed_invocations(tmp_path: Path) -> None:
+    recipe = load_recipe(DEMO)
+    first = run(recipe, out=tmp_path / "run", offline=True, limit=2)
+    second = run(recipe, out=tmp_path / "run", offline=True, limit=5)
+    paid = first.usage_this_run["total"]["requests"] + second.usage_this_run["total"]["requests"]
+    assert second.usage_this_run["total"]["requests"] > 0
+    assert second.usage["total"]["requests"] == paid
+    steps = second.steps
+    assert sum(c.usage["requests"] for c in steps.values()) == paid
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["usage"]["total"]["requests"] == paid
 
 
 def test_splits_are_per_seed_stratified_and_stable(tmp_path: Path) -> None:
