@@ -31,6 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop
 from .cache import ResponseCache, fingerprint
 from .errors import CompletionFailed
 from .limits import KeyLimiter, Limits
+from .offline import OFFLINE_VERSION
 from .profile import ModelProfile, Prices
 from .retries import Malformed, fail_fast, failure_reason, retry_after, retryable, wait
 from .structured import describe, json_schema, reask_message, response_format, with_schema_note
@@ -156,7 +157,7 @@ class ChatClient:
                 "schema_name": schema.__name__ if schema else None,
                 "version": version,
                 "sample": sample,
-                "offline": self.offline,
+                "offline": OFFLINE_VERSION if self.offline else False,
             }
         )
 

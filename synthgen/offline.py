@@ -27,9 +27,11 @@ import httpx2
 
 from .usage import count_message_tokens, count_tokens
 
-__all__ = ["OFFLINE_MODEL_SUFFIX", "OfflineTransport", "offline_reply"]
+__all__ = ["OFFLINE_MODEL_SUFFIX", "OFFLINE_VERSION", "OfflineTransport", "offline_reply"]
 
 OFFLINE_MODEL_SUFFIX = "offline"
+# part of the cache key of offline answers: bump it when the answers change, or caches serve old ones
+OFFLINE_VERSION = "2"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPANISH = {"el", "la", "de", "que", "y", "en", "los", "las", "del", "se", "por", "una", "para", "con", "es"}
