@@ -81,7 +81,7 @@ async def test_the_limiter_never_lets_more_than_the_limit_through_in_any_window(
     assert most_in_any_window(stamps, _CAP_WINDOW) <= 50
     assert most_in_any_window(stamps, 60.0) <= 3000
     # ... and not much less: 120 requests at 98% of 50/s, the first one free
-    assert 119 / 50 <= elapsed <= 119 / (50 * 0.9) + 0.5
+    assert 119 / 50 <= elapsed <= 119 / (50 * 0.9) + 1.0  # (half the rate would take 4.8 s)
 
 
 async def test_slots_served_late_by_a_blocked_loop_do_not_bunch_past_the_cap() -> None:
