@@ -328,11 +328,13 @@ def generators() -> None:
     Example:
       synthgen generators
     """
-    from .registry import available_generators
+    from .registry import available_generators, conflicts
 
     for name, cls in available_generators().items():
         summary = cls.description or (cls.__doc__ or "").strip().splitlines()[0]
         click.echo(f"{name:<14} v{cls.version:<6} {cls.output:<6} {summary}")
+    for name, providers in conflicts().items():
+        click.echo(f"{name:<14} CONFLICT: registered by {', '.join(providers)}; rename one", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
