@@ -103,6 +103,8 @@ class Generator:
     version: ClassVar[str]
     output: ClassVar[Output]
     description: ClassVar[str] = ""
+    # a plugin's own templates live in <prompt_package>/prompts/<language>/<role>.txt (see prompts.py)
+    prompt_package: ClassVar[str | None] = None
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -115,7 +117,8 @@ class Generator:
         return []
 
     def prompt_roles(self) -> list[str]:
-        """Prompt templates this generator renders (checked and dry-rendered by ``validate``)."""
+        """Prompt templates this generator renders: checked by ``validate``, hashed into ``run.json``,
+        and looked up in ``prompt_package`` first when the generator sets one."""
         return []
 
     def plan(

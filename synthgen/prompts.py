@@ -4,6 +4,10 @@ A template file ``synthgen/prompts/<language>/<role>.txt`` starts with a ``versi
 ``---`` line; the rest is a :class:`string.Template` body (``$name`` placeholders, so JSON braces in
 prompts need no escaping). Each template's sha256 goes into ``run.json`` and the dataset card, so a
 dataset says exactly which prompts made it. A recipe may override a role with its own file.
+
+A plugin ships its own roles the same way, as ``<package>/prompts/<language>/<role>.txt``, and names
+the package in ``Generator.prompt_package``: its templates are then looked up, overridden, hashed and
+recorded exactly like synthgen's own.
 """
 
 from __future__ import annotations
@@ -73,9 +77,16 @@ class PromptTemplate:
 class PromptLibrary:
     """Templates for one language; a role missing in that language falls back to English."""
 
-    def __init__(self, language: str, overrides: Mapping[str, str | Path] | None = None) -> None:
+    def __init__(
+        self,
+        language: str,
+        overrides: Mapping[str, str | Path] | None = None,
+        packages: Mapping[str, str] | None = None,
+    ) -> None:
+        """``overrides``: role -> a recipe's own file; ``packages``: role -> the plugin package shipping it."""
         self.language = language
         self.overrides = {k: Path(v) for k, v in (overrides or {}).items()}
+        self.packages = dict(packages or {})
         self._loaded: dict[str, PromptTemplate] = {}
 
     def get(self, role: str) -> PromptTemplate:
@@ -98,19 +109,23 @@ class PromptLibrary:
             return PromptTemplate.parse(
                 path.read_text(encoding="utf-8"), role=role, language=self.language, source=str(path)
             )
-        for language in (self.language, FALLBACK_LANGUAGE):
-            resource = resources.files("synthgen") / "prompts" / language / f"{role}.txt"
-            if resource.is_file():
-                return PromptTemplate.parse(
-                    resource.read_text(encoding="utf-8"),
-                    role=role,
-                    language=language,
-                    source=f"synthgen/prompts/{language}/{role}.txt",
-                )
+        # a plugin's package first (a role it does not ship falls through to synthgen's own)
+        packages = dict.fromkeys((self.packages.get(role, "synthgen"), "synthgen"))
+        for package in packages:
+            for language in (self.language, FALLBACK_LANGUAGE):
+                resource = resources.files(package) / "prompts" / language / f"{role}.txt"
+                if resource.is_file():
+                    return PromptTemplate.parse(
+                        resource.read_text(encoding="utf-8"),
+                        role=role,
+                        language=language,
+                        source=f"{package}/prompts/{language}/{role}.txt",
+                    )
+        where = " or ".join(f"{p}/prompts/{self.language}/{role}.txt" for p in packages)
         raise ConfigError(
             f"no prompt template for role {role!r}",
             field=f"prompts.{role}",
-            hint=f"ship synthgen/prompts/{self.language}/{role}.txt or override it in the recipe",
+            hint=f"ship {where}, or override it in the recipe",
         )
 
     def hashes(self) -> dict[str, dict[str, object]]:

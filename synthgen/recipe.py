@@ -178,7 +178,17 @@ class Recipe(BaseModel):
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
     def prompt_library(self) -> PromptLibrary:
-        return PromptLibrary(self.language, self.prompts)
+        """The templates every step renders: recipe overrides, then plugin packages, then synthgen's."""
+        packages: dict[str, str] = {}
+        for step in self.steps:
+            try:
+                generator = self.generator(step)
+            except (ConfigError, ValidationError):
+                continue  # reported, with its line, where the step itself is checked
+            if generator.prompt_package:
+                for role in generator.prompt_roles():
+                    packages.setdefault(role, generator.prompt_package)
+        return PromptLibrary(self.language, self.prompts, packages)
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -62,7 +62,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(target.glob("synthgen_faq-*.dist-info/entry_points.txt")), "no entry points installed"
-    assert (target / "synthgen_faq" / "prompts" / "es.txt").is_file(), "package data missing from the wheel"
+    assert (target / "synthgen_faq" / "prompts" / "es" / "faq.txt").is_file(), (
+        "package data missing from the wheel"
+    )
     return target
 
 
@@ -77,7 +79,7 @@ def synthgen(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[s
     return python(site, "-m", "synthgen.cli", *args, cwd=cwd)
 
 
-def write_recipe(directory: Path, generator: str = "faq") -> Path:
+def write_recipe(directory: Path, generator: str = "faq", prompts: dict[str, str] | None = None) -> Path:
     (directory / "seeds.yaml").write_text(yaml.safe_dump(SEEDS, allow_unicode=True), encoding="utf-8")
     recipe = {
         "name": "faq-plugin-test", "language": "es", "seed": 7, "seeds": "seeds.yaml",
@@ -85,6 +87,8 @@ def write_recipe(directory: Path, generator: str = "faq") -> Path:
         "steps": [{"name": "faq", "generator": generator, "config": {"audience": AUDIENCE, "per_seed": 1}}],
         "output": {"test_fraction": 0.0},
     }  # fmt: skip
+    if prompts:
+        recipe["prompts"] = prompts
     path = directory / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -129,6 +133,42 @@ def test_offline_run_writes_faq_rows(site: Path, tmp_path: Path) -> None:
         assert assistant["role"] == "assistant"
         assert words(assistant["content"]) <= words(seed["answer"]), assistant["content"]
     assert sorted(r["seed_ids"][0] for r in rows) == ["bib-01", "mat-01", "mat-02"]
+
+
+def test_the_plugins_template_is_recorded_and_a_recipe_can_override_it(site: Path, tmp_path: Path) -> None:
+    shipped = (PLUGIN / "synthgen_faq" / "prompts" / "es" / "faq.txt").read_text(encoding="utf-8")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    done = synthgen(
+        site, "run", str(write_recipe(plain)), "--offline", "--out", str(plain / "run"), cwd=plain
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    recorded = json.loads((plain / "run" / "run.json").read_text())["prompts"]["faq"]
+    body = shipped.partition("\n---\n")[2].strip() + "\n"
+    assert recorded == {
+        "version": 1,
+        "sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "language": "es",
+        "source": "synthgen_faq/prompts/es/faq.txt",
+    }
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "faq.txt").write_text(
+        "version: 7\n---\n$system_prompt\nPara $audience, $style, en $language.\n$facts\n", encoding="utf-8"
+    )
+    recipe = write_recipe(own, prompts={"faq": "faq.txt"})
+    done = synthgen(site, "run", str(recipe), "--offline", "--out", str(own / "run"), cwd=own)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_json = json.loads((own / "run" / "run.json").read_text())
+    assert run_json["prompts"]["faq"]["version"] == 7
+    assert run_json["prompts"]["faq"]["source"] == str((own / "faq.txt").resolve())
+    assert run_json["fingerprint"] != json.loads((plain / "run" / "run.json").read_text())["fingerprint"]
+
+    (own / "faq.txt").write_text("version: 8\n---\nPara $audiencia.\n", encoding="utf-8")
+    done = synthgen(site, "validate", str(recipe), cwd=own)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "audiencia" in done.stderr and "faq" in done.stderr
 
 
 def test_misspelled_generator_suggests_faq(site: Path, tmp_path: Path) -> None:

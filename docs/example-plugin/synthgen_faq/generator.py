@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthgen import ChatMessage, DialogueRow, Generator, GeneratorContext, Rejected, Seed, WorkItem
 from synthgen.generator import item_seed
-from synthgen.prompts import PromptTemplate
 from synthgen.records import prompt_id
 
-__all__ = ["FaqGenerator", "facts_block", "load_template"]
+__all__ = ["FaqGenerator", "facts_block"]
 
 _LANGUAGE_NAMES = {"es": "español", "en": "English"}
 # One style per item, drawn from item.rng(): variety across items that is reproducible run after run.
@@ -32,18 +30,6 @@ _STYLES = {
     "es": ("en dos o tres frases", "empezando por lo que hay que hacer", "con pasos breves si hay varios"),
     "en": ("in two or three sentences", "starting with what to do", "as short steps if there are several"),
 }
-
-
-def load_template(language: str) -> PromptTemplate:
-    """The package's own template for ``language`` (English when there is none)."""
-    for lang in (language, "en"):
-        resource = resources.files(__package__) / "prompts" / f"{lang}.txt"
-        if resource.is_file():
-            source = f"{__package__}/prompts/{lang}.txt"
-            return PromptTemplate.parse(
-                resource.read_text(encoding="utf-8"), role="faq", language=lang, source=source
-            )
-    raise FileNotFoundError(f"{__package__} ships no prompt template for {language!r} or 'en'")
 
 
 def facts_block(seeds: Sequence[Seed]) -> str:
@@ -60,6 +46,9 @@ class FaqGenerator(Generator):
     version = "1"  # bump to invalidate this generator's cached calls (e.g. after changing its logic)
     output = "sft"
     description = "one-turn FAQ answers to the seed questions, rewritten for an audience"
+    # templates in synthgen_faq/prompts/<language>/faq.txt: recorded in run.json with their sha256,
+    # and a recipe can override them (`prompts: {faq: my_faq.txt}`) like synthgen's own
+    prompt_package = __package__
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")  # a typo in the recipe is an error, not ignored
@@ -74,6 +63,9 @@ class FaqGenerator(Generator):
 
     def profiles_used(self) -> list[str]:
         return [self.config.profile]  # `synthgen validate` checks the recipe defines it
+
+    def prompt_roles(self) -> list[str]:
+        return ["faq"]  # `synthgen validate` loads it; its hash is part of the recipe fingerprint
 
     def plan(
         self,
@@ -95,7 +87,7 @@ class FaqGenerator(Generator):
     async def generate(self, item: WorkItem, ctx: GeneratorContext) -> list[dict[str, Any]]:
         cfg = self.config
         seed = ctx.seeds[item.seed_ids[0]]
-        template = load_template(ctx.language)
+        template = ctx.prompts.get("faq")  # this package's template, or the recipe's override
         rng = item.rng()  # the only source of randomness: never `random`, never completion order
         style = rng.choice(_STYLES.get(template.language, _STYLES["en"]))
         facts = facts_block([seed])

@@ -39,7 +39,7 @@ async def generate(**config: Any) -> list[dict[str, Any]]:
             profiles={"assistant": ModelProfile(name="assistant", model="gpt-4o-mini")},
             seeds={s.id: s for s in SEEDS},
             personas=[],
-            prompts=PromptLibrary("es"),
+            prompts=PromptLibrary("es", packages={"faq": "synthgen_faq"}),
             language="es",
             system_prompt=SYSTEM,
             grounding="closed_book",
