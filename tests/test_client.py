@@ -442,3 +442,16 @@ async def test_offline_provider_answers_through_the_same_client() -> None:
     assert a.content != b.content
     assert again.content == a.content
     assert client.meter.spent_usd == 0.0
+
+
+async def test_the_offline_provider_is_not_paced_by_the_profiles_limits() -> None:
+    # the limits describe the real account; an offline run (or the estimate before a paid run) of
+    # thousands of calls must not wait for them: 60/min would hold these 40 calls for 39 s
+    p = profile("https://api.openai.com/v1", requests_per_minute=60, tokens_per_minute=1000)
+    async with ChatClient(offline=True) as client:
+        t0 = time.monotonic()
+        done = await asyncio.gather(*(client.complete(messages(i), profile=p) for i in range(40)))
+        elapsed = time.monotonic() - t0
+        assert client.limiter(p).known_rpm is None
+    assert len(done) == 40 and all(c.content for c in done)
+    assert elapsed < 10.0
