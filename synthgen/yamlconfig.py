@@ -43,7 +43,10 @@ def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) ->
     (paths that do not exist, unknown profiles) so they can point at the line too.
     """
     if not path.is_file():
-        raise RecipeError(f"{what} file not found", path=path, hint=f"pass the path to a {what} YAML file")
+        article = "an" if what[:1] in ("a", "e", "i", "o", "u") else "a"
+        raise RecipeError(
+            f"{what} file not found", path=path, hint=f"pass the path to {article} {what} YAML file"
+        )
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
