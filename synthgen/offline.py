@@ -7,11 +7,13 @@ structured requests, in the request's language, and extractive from the request 
 plausibly:
 
 * text and answer-like fields: the sentences of the request's ``<facts>`` block (else its system
-  turn) that best overlap the last user turn;
+  turn) that best overlap the last user turn (a follow-up that overlaps none: its earlier user turns,
+  leaving out what the assistant already said); a referral to the office when nothing does;
 * question-like fields: the ``<seed_question>`` block reworded when the ``<history>`` block is
   empty, else a follow-up question;
 * score-like fields: when the request holds ``<reference>`` and ``<answer>`` blocks, the word
-  overlap of the two, so grounded answers outscore ungrounded ones as a real judge's would.
+  overlap of the two (or, if higher, how much of the answer the reference and ``<facts>`` support),
+  so grounded answers outscore ungrounded ones as a real judge's would.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["OFFLINE_MODEL_SUFFIX", "OFFLINE_VERSION", "OfflineTransport", "offli
 
 OFFLINE_MODEL_SUFFIX = "offline"
 # part of the cache key of offline answers: bump it when the answers change, or caches serve old ones
-OFFLINE_VERSION = "2"
+OFFLINE_VERSION = "3"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPANISH = {"el", "la", "de", "que", "y", "en", "los", "las", "del", "se", "por", "una", "para", "con", "es"}
@@ -105,6 +107,8 @@ class _Request:
         self.system = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
         users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
         self.last_user = users[-1] if users else ""
+        self.earlier_users = users[:-1]
+        self.said = {str(m.get("content") or "") for m in messages if m.get("role") == "assistant"}
         self.turns = len(users)
         self.history = (_block(self.text, "history") or "").strip()
         self.language = _language(self.text)
@@ -120,6 +124,15 @@ class _Request:
         scored = sorted(
             ((len(question & _words(s)) + self.rng.random() * 0.5, s) for s in sentences), reverse=True
         )
+        if (not scored or scored[0][0] < 1) and self.earlier_users:
+            # a follow-up ("¿y dónde lo presento?") is read in the context of the conversation, as a
+            # model would: sentences on its earlier questions that no assistant turn has said yet
+            said = " ".join(self.said)
+            context = _words(" ".join(self.earlier_users)) | question
+            fresh = [s for s in sentences if s not in said]
+            scored = sorted(
+                ((len(context & _words(s)) / 2 + self.rng.random() * 0.5, s) for s in fresh), reverse=True
+            )
         if not scored or scored[0][0] < 1:
             return _REFERRAL[self.language]
         keep = 1 + self.rng.randrange(min(3, len(scored)))
@@ -139,7 +152,12 @@ class _Request:
         if reference is None or answer is None:
             return self.rng.random()
         ref, ans = _words(reference), _words(answer)
-        return len(ref & ans) / max(1, len(ref | ans)) ** 0.5 / max(1, len(ref)) ** 0.5
+        coverage = len(ref & ans) / max(1, len(ref | ans)) ** 0.5 / max(1, len(ref)) ** 0.5
+        # an answer built from the other verified facts the judge is shown (a follow-up about a
+        # related seed) is supported, as the rubric says, though it covers little of the reference
+        allowed = ref | _words(_block(self.text, "facts") or "")
+        support = len(ans & allowed) / max(1, len(ans))
+        return max(coverage, 0.6 * support)
 
     def string(self, name: str) -> str:
         lowered = name.lower()
