@@ -15,7 +15,9 @@ what to do (``hint``) so the message reads ``file:line: field: message (hint)``:
     │                                  runner records it as a failure, it never kills a run
     ├── BudgetExceeded                 spending would pass budget.max_usd (exit 1)
     ├── ResumeError                    a RUN_DIR cannot be resumed with this recipe
-    ├── PublishError                   publishing refused (PII, auth) or failed (exit 1)
+    ├── PublishError                   publishing refused: token, RUN_DIR, repo id
+    │   ├── PersonalDataFound          the privacy gate found personal data (``report``)
+    │   └── PublishFailed              the Hub failed after bounded retries (exit 1)
     └── TrainerError                   a trainer preflight failed
 """
 
@@ -29,8 +31,10 @@ __all__ = [
     "CompletionFailed",
     "ConfigError",
     "GeneratorNotFound",
+    "PersonalDataFound",
     "ProviderError",
     "PublishError",
+    "PublishFailed",
     "RecipeError",
     "ResumeError",
     "SeedError",
@@ -121,7 +125,21 @@ class ResumeError(SynthgenError):
 
 
 class PublishError(SynthgenError):
-    """Publishing was refused (personal data, auth) or failed after retries."""
+    """Publishing was refused: a missing or rejected token, a bad RUN_DIR or repo id (fix, rerun)."""
+
+
+class PersonalDataFound(PublishError):
+    """The privacy gate found personal data; ``report`` (a ``PrivacyReport``) says where each hit is."""
+
+    def __init__(self, message: str, *, report: object, **kwargs: object) -> None:
+        self.report = report
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class PublishFailed(PublishError):
+    """The Hub failed (5xx, network) after bounded retries; the local RUN_DIR is unchanged."""
+
+    exit_code = 1
 
 
 class TrainerError(SynthgenError):

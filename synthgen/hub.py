@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from .card_merge import merge_card, split_card, with_repo
-from .errors import PublishError
+from .errors import PersonalDataFound, PublishError
 from .hub_client import HubClient, blob_oid
 from .privacy import PrivacyReport, find_personal_data, scan_files
 
@@ -122,13 +122,12 @@ def _privacy_gate(files: Mapping[str, bytes], recipe: Mapping[str, Any], allow_p
     ]
     report = scan_files(files, student_code_pattern=pattern, allowed=allowed)
     if report and not allow_pii:
-        err = PublishError(
+        raise PersonalDataFound(
             report.render()
             + "\nfix: remove or anonymise these values in the seeds, documents or prompts and "
-            "run again, or pass --allow-pii (allow_pii=True) if publishing them is lawful and intended"
+            "run again, or pass --allow-pii (allow_pii=True) if publishing them is lawful and intended",
+            report=report,
         )
-        err.report = report  # type: ignore[attr-defined]
-        raise err
     return report
 
 

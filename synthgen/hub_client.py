@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import PublishError
+from .errors import PublishError, PublishFailed
 
 __all__ = ["ATTEMPTS", "HubClient", "blob_oid"]
 
@@ -24,9 +24,7 @@ ATTEMPTS = 3
 
 
 def _runtime(message: str, hint: str | None = None) -> PublishError:
-    err = PublishError(message, hint=hint)
-    err.exit_code = 1
-    return err
+    return PublishFailed(message, hint=hint)
 
 
 def _transient(exc: BaseException) -> bool:

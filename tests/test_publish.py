@@ -234,6 +234,21 @@ def test_personal_data_is_refused_with_a_masked_report(run_dir: Path, hub: HubSe
     assert history(run_dir)[-1]["pii_allowed"] == 4
 
 
+def test_the_python_api_raises_what_the_cli_maps_to_exit_codes(run_dir: Path) -> None:
+    from synthgen import PersonalDataFound, PublishError, PublishFailed
+    from synthgen import publish as publish_api
+
+    _rewrite_first_row(
+        run_dir / "data" / "seeds" / "train-00000-of-00001.parquet", "answer", "Escribe a ana@correo.es."
+    )
+    with pytest.raises(PersonalDataFound) as refused:
+        publish_api(run_dir, REPO_ID, token="hf_unused")  # refused before the token is even checked
+    assert refused.value.exit_code == 2 and "--allow-pii" in str(refused.value)
+    assert [f.kind for f in refused.value.report.findings] == ["email"]  # type: ignore[attr-defined]
+    assert issubclass(PublishFailed, PublishError) and PublishFailed("x").exit_code == 1
+    assert PublishError("x").exit_code == 2
+
+
 def test_without_local_state_the_recipe_comes_from_the_card(run_dir: Path, hub: HubServer) -> None:
     (run_dir / ".synthgen" / "state.json").unlink()  # e.g. a RUN_DIR copied without .synthgen/
     _rewrite_first_row(
