@@ -257,9 +257,8 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
 
 
 def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
-    library = recipe.prompt_library()
-
     def check_prompt(role: str) -> None:
+        library = recipe.prompt_library()  # per call: plugin packages of the steps checked so far
         try:
             library.get(role)
         except ConfigError as exc:
