@@ -48,7 +48,7 @@ from .client import ChatClient
 from .errors import CompletionFailed, RecipeError
 from .eval_report import render_markdown
 from .grounding import facts_block, language_name
-from .profile import ModelProfile
+from .profile import ModelProfile, name_profiles
 from .questions import Modes, Question, QuestionSets, RunData, Sets, build_sets, read_run_dir
 from .recipe import Recipe, load_recipe
 from .settings import cache_path
@@ -80,12 +80,7 @@ class EvalRecipe(BaseModel):
     _path: Path | None = PrivateAttr(default=None)
     _recipe: Recipe | None = PrivateAttr(default=None)
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _name_profiles(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in value.items()}
-        return value
+    _name_profiles = field_validator("models", mode="before")(name_profiles)
 
     @field_validator("candidates")
     @classmethod

@@ -13,10 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import AuthenticationFailed
 
-__all__ = ["ModelProfile", "Prices", "is_reasoning_model"]
+__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def name_profiles(value: object) -> object:
+    """A ``models:`` mapping with each profile's ``name`` set to its key (a ``mode="before"`` validator)."""
+    if isinstance(value, dict):
+        return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in value.items()}
+    return value
 
 
 def is_reasoning_model(model: str) -> bool:

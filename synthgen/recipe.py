@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError, RecipeError, SeedError
 from .generator import Generator
-from .profile import ModelProfile
+from .profile import ModelProfile, name_profiles
 from .prompts import PromptLibrary
 from .quality import QualityConfig
 from .registry import get_generator
@@ -116,12 +116,7 @@ class Recipe(BaseModel):
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str | Path) else value
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _name_profiles(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in value.items()}
-        return value
+    _name_profiles = field_validator("models", mode="before")(name_profiles)
 
     @model_validator(mode="after")
     def _steps_refer(self) -> Recipe:
