@@ -23,10 +23,6 @@ T = TypeVar("T")
 ATTEMPTS = 3
 
 
-def _runtime(message: str, hint: str | None = None) -> PublishError:
-    return PublishFailed(message, hint=hint)
-
-
 def _transient(exc: BaseException) -> bool:
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -99,12 +95,12 @@ class HubClient:
                 hint="check --repo-id and that the token can see the repo",
             )
         if status == 412:
-            return _runtime(
+            return PublishFailed(
                 f"the branch moved {where} (someone else committed)",
                 hint="run publish again: it compares with the new head and commits only what differs",
             )
         if status is not None and (status >= 500 or status in (408, 429)):
-            return _runtime(
+            return PublishFailed(
                 f"the Hub answered {status} {where}, {attempts} attempt(s): {detail}",
                 hint="nothing was committed; try again later: publishing again is safe",
             )
@@ -112,13 +108,13 @@ class HubClient:
             return PublishError(f"the Hub refused the request ({status}) {where}: {detail}")
         if _transient(exc):
             reason = self._scrub(str(exc)) or type(exc).__name__
-            return _runtime(
+            return PublishFailed(
                 f"could not reach the Hub {where}, {attempts} attempt(s): {reason}",
                 hint="check the network and HF_ENDPOINT; nothing was committed",
             )
         if isinstance(exc, ValueError):  # e.g. card metadata the Hub's validator rejects
             return PublishError(f"{self._scrub(str(exc))} {where}")
-        return _runtime(f"{type(exc).__name__} {where}: {self._scrub(str(exc))}")
+        return PublishFailed(f"{type(exc).__name__} {where}: {self._scrub(str(exc))}")
 
     def head(self, revision: str) -> tuple[str, bool | None]:
         """(commit sha, private) of the branch, creating the branch from main when missing."""

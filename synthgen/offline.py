@@ -108,7 +108,7 @@ class _Request:
         users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
         self.last_user = users[-1] if users else ""
         self.earlier_users = users[:-1]
-        self.said = {str(m.get("content") or "") for m in messages if m.get("role") == "assistant"}
+        self.said = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "assistant")
         self.turns = len(users)
         self.history = (_block(self.text, "history") or "").strip()
         self.language = _language(self.text)
@@ -127,9 +127,8 @@ class _Request:
         if (not scored or scored[0][0] < 1) and self.earlier_users:
             # a follow-up ("¿y dónde lo presento?") is read in the context of the conversation, as a
             # model would: sentences on its earlier questions that no assistant turn has said yet
-            said = " ".join(self.said)
             context = _words(" ".join(self.earlier_users)) | question
-            fresh = [s for s in sentences if s not in said]
+            fresh = [s for s in sentences if s not in self.said]
             scored = sorted(
                 ((len(context & _words(s)) / 2 + self.rng.random() * 0.5, s) for s in fresh), reverse=True
             )
