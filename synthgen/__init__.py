@@ -22,8 +22,8 @@ _EXPORTS = {
     "CompletionFailed": "errors",
     "ConfigError": "errors",
     "DialogueRow": "records",
-    "EvalRecipe": "evaluate",
-    "EvalResult": "evaluate",
+    "EvalRecipe": "evaluator",
+    "EvalResult": "evaluator",
     "Generator": "generator",
     "GeneratorContext": "generator",
     "GeneratorNotFound": "errors",
@@ -51,10 +51,10 @@ _EXPORTS = {
     "UsageMeter": "usage",
     "WorkItem": "generator",
     "available_generators": "registry",
-    "evaluate": "evaluate",
+    "evaluate": "evaluator",
     "get_generator": "registry",
     "item_seed": "generator",
-    "load_eval_recipe": "evaluate",
+    "load_eval_recipe": "evaluator",
     "load_personas": "seeds",
     "load_recipe": "recipe",
     "load_seeds": "seeds",
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
         SynthgenError,
         TrainerError,
     )
-    from .evaluate import EvalRecipe, EvalResult, evaluate, load_eval_recipe
+    from .evaluator import EvalRecipe, EvalResult, evaluate, load_eval_recipe
     from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
     from .hub import PublishResult, publish
     from .limits import Limits

@@ -36,13 +36,15 @@ def size_category(n: int) -> str:
 
 
 def dataset_info(run_dir: Path) -> list[dict[str, Any]]:
-    """Per config: features from the parquet schema, rows and bytes per split (``datasets``' YAML form)."""
+    """Per config: features from the parquet schema, rows and bytes per split, in the YAML form
+    ``datasets`` itself writes into a card (``DatasetInfosDict.to_dataset_card_data``)."""
     import pyarrow.parquet as pq
     from datasets import Features
-    from datasets.info import DatasetInfo
+    from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
+    from huggingface_hub import DatasetCardData
 
-    infos = []
+    infos = DatasetInfosDict()
     for config, splits in data_files(run_dir).items():
         features, split_dict, download = None, SplitDict(), 0
         for split in splits:
@@ -52,10 +54,13 @@ def dataset_info(run_dir: Path) -> list[dict[str, Any]]:
             size = sum(pq.read_table(f).nbytes for f in files)
             download += sum(f.stat().st_size for f in files)
             split_dict.add(SplitInfo(name=split, num_bytes=size, num_examples=rows))
-        info = DatasetInfo(config_name=config, features=features, splits=split_dict)
+        info = DatasetInfo(features=features, splits=split_dict)
         info.download_size, info.dataset_size = download, sum(s.num_bytes for s in split_dict.values())
-        infos.append(info._to_yaml_dict())
-    return infos
+        infos[config] = info
+    card_data = DatasetCardData()
+    infos.to_dataset_card_data(card_data)
+    found = card_data.to_dict().get("dataset_info", [])
+    return [found] if isinstance(found, dict) else list(found)  # one config: datasets writes a mapping
 
 
 def header(run_dir: Path, recipe: Recipe, result: Mapping[str, Any]) -> dict[str, Any]:

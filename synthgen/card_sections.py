@@ -8,8 +8,6 @@ to trust, the recipe itself. :data:`GENERATED_SECTIONS` names every heading writ
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ from .rundir import SPLITS
 if TYPE_CHECKING:
     from .recipe import Recipe
 
-__all__ = ["GENERATED_SECTIONS", "body_sections", "number", "recipe_view"]
+__all__ = ["GENERATED_SECTIONS", "body_sections", "number"]
 
 GENERATED_SECTIONS = (
     "Dataset structure", "How it was made", "Models", "Prompt templates", "Seeds", "Counts and quality",
@@ -80,33 +78,6 @@ def _roles(recipe: Recipe) -> dict[str, list[str]]:
     if recipe.quality.verify_claims:
         roles[recipe.quality.verify_claims].append("quality.verify_claims")
     return roles
-
-
-def recipe_view(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as published: paths relative to the recipe file (no local home directories)."""
-    data: dict[str, Any] = json.loads(recipe.model_dump_json(by_alias=True, exclude_unset=True))
-
-    def rel(p: str) -> str:
-        try:
-            return os.path.relpath(p, recipe.base_dir)
-        except ValueError:  # another drive on Windows
-            return Path(p).name
-
-    data = {"name": data.pop("name"), "version": recipe.version, **data}
-    data["seeds"] = [rel(p) for p in data["seeds"]]
-    if data.get("personas"):
-        data["personas"] = rel(data["personas"])
-    if data.get("prompts"):
-        data["prompts"] = {k: rel(v) for k, v in data["prompts"].items()}
-    for step in data.get("steps", []):
-        for key, value in step.get("config", {}).items():
-            if isinstance(value, str) and os.path.isabs(value):
-                step["config"][key] = rel(value)
-            elif isinstance(value, list):
-                step["config"][key] = [
-                    rel(v) if isinstance(v, str) and os.path.isabs(v) else v for v in value
-                ]
-    return data
 
 
 def _illustrative(recipe: Recipe) -> bool:
@@ -360,7 +331,7 @@ def _limitations(recipe: Recipe, result: Mapping[str, Any]) -> str:
 
 
 def _recipe(recipe: Recipe, result: Mapping[str, Any]) -> str:
-    body = yaml.safe_dump(recipe_view(recipe), sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.safe_dump(recipe.portable(), sort_keys=False, allow_unicode=True, width=100)
     return f"""## Recipe
 
 Recipe fingerprint `{result.get("fingerprint", recipe.fingerprint())}` (what determines the rows:

@@ -289,7 +289,7 @@ def evaluate(
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --export-labels labels.csv
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate labels-filled.csv
     """
-    from .evaluate import evaluate as evaluate_models
+    from .evaluator import evaluate as evaluate_models
 
     result = evaluate_models(
         eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate

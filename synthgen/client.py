@@ -100,9 +100,12 @@ class ChatClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close every HTTP pool and the response cache (its SQLite connection)."""
         clients, self._sdk = list(self._sdk.values()), {}
         for sdk in clients:
             await sdk.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def _client(self, profile: ModelProfile) -> openai.AsyncOpenAI:
         base_url = profile.resolved_base_url

@@ -15,6 +15,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -105,6 +106,9 @@ class Generator:
     description: ClassVar[str] = ""
     # a plugin's own templates live in <prompt_package>/prompts/<language>/<role>.txt (see prompts.py)
     prompt_package: ClassVar[str | None] = None
+    # the recipe's folder (set when the recipe resolves the step): ``path_fields`` are resolved against
+    # it, and a generator that cites a file it read cites it relative to it, never by an absolute path
+    base_dir: Path | None = None
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")

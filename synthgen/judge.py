@@ -1,7 +1,7 @@
 """LLM-as-judge. Rubric grading of one answer against the office's reference answer.
 
 The preference generator grades each candidate with it; the quality filters verify claims with
-:func:`verify_claims`. Evaluation (:mod:`synthgen.evaluate`) adds the MT-Bench-style modes below the
+:func:`verify_claims`. Evaluation (:mod:`synthgen.evaluator`) adds the MT-Bench-style modes below the
 rubric, each one structured-output call with its own schema and template, taking a plain
 :class:`ChatClient` and :class:`ModelProfile` rather than a generator context:
 

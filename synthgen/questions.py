@@ -38,7 +38,7 @@ from .recipe import Recipe
 from .seeds import Seed
 
 if TYPE_CHECKING:
-    from .evaluate import EvalRecipe
+    from .evaluator import EvalRecipe
 
 __all__ = ["Modes", "Question", "QuestionSets", "RunData", "build_sets", "read_run_dir"]
 

@@ -13,10 +13,19 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError, RecipeError, SeedError
 from .generator import Generator
@@ -110,6 +119,7 @@ class Recipe(BaseModel):
     path: Path | None = Field(default=None, exclude=True)
     loaded_seeds: list[Seed] = Field(default_factory=list, exclude=True)
     loaded_personas: list[Persona] = Field(default_factory=list, exclude=True)
+    _generators: dict[str, Generator] = PrivateAttr(default_factory=dict)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -138,8 +148,14 @@ class Recipe(BaseModel):
         return self.path.parent if self.path else Path.cwd()
 
     def generator(self, step: Step) -> Generator:
-        cls = get_generator(step.generator)
-        return cls(cls.Config.model_validate(step.config))
+        """The step's generator, resolved once (entry point + Config validation) and kept."""
+        generator = self._generators.get(step.name)
+        if generator is None or generator.name != step.generator:
+            cls = get_generator(step.generator)
+            generator = cls(cls.Config.model_validate(step.config))
+            generator.base_dir = self.base_dir
+            self._generators[step.name] = generator
+        return generator
 
     def fingerprint(self) -> str:
         """What determines the rows: changing it refuses a resume. Limits, budget and hub don't count."""
@@ -171,6 +187,33 @@ class Recipe(BaseModel):
             "test_fraction": self.output.test_fraction,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+    def portable(self) -> dict[str, Any]:
+        """The recipe as written down outside this machine (card, RUN_DIR state): every path relative to
+        the recipe file, so no local directory (a home folder can name a person) is published."""
+        data: dict[str, Any] = json.loads(self.model_dump_json(by_alias=True, exclude_unset=True))
+
+        def rel(p: str) -> str:
+            try:
+                return os.path.relpath(p, self.base_dir)
+            except ValueError:  # another drive on Windows
+                return Path(p).name
+
+        data = {"name": data.pop("name"), "version": self.version, **data}
+        data["seeds"] = [rel(p) for p in data["seeds"]]
+        if data.get("personas"):
+            data["personas"] = rel(data["personas"])
+        if data.get("prompts"):
+            data["prompts"] = {k: rel(v) for k, v in data["prompts"].items()}
+        for step in data.get("steps", []):
+            for key, value in step.get("config", {}).items():
+                if isinstance(value, str) and os.path.isabs(value):
+                    step["config"][key] = rel(value)
+                elif isinstance(value, list):
+                    step["config"][key] = [
+                        rel(v) if isinstance(v, str) and os.path.isabs(v) else v for v in value
+                    ]
+        return data
 
     def prompt_library(self) -> PromptLibrary:
         """The templates every step renders: recipe overrides, then plugin packages, then synthgen's."""
@@ -284,7 +327,7 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
             elif isinstance(value, list):
                 step.config[field] = [str((recipe.base_dir / v).resolve()) for v in value]
         try:
-            generator = cls(cls.Config.model_validate(step.config))
+            generator = recipe.generator(step)
         except ValidationError as exc:
             raise_validation(exc, path, lines, cls.Config, prefix=(*loc, "config"))
             raise  # pragma: no cover

@@ -206,7 +206,7 @@ class _Runner:
             )
 
     def _recipe_dump(self) -> dict[str, Any]:
-        return json.loads(self.recipe.model_dump_json(by_alias=True))
+        return self.recipe.portable()
 
     async def run(self) -> RunResult:
         started = time.monotonic()
@@ -329,7 +329,6 @@ def run(
         progress=progress,
     )
     try:
-        return asyncio.run(runner.run())
+        return asyncio.run(runner.run())  # the client closes its cache on the way out
     finally:
-        runner.client.cache.close() if runner.client.cache else None
         shutil.rmtree(Path(out) / STATE_DIR / "tmp", ignore_errors=True)

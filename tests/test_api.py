@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
+import warnings
+from types import ModuleType
+
 import pytest
 
 import synthgen
@@ -15,6 +21,30 @@ def test_all_is_sorted_and_complete() -> None:
         assert getattr(synthgen, name) is not None, name
     with pytest.raises(AttributeError):
         _ = synthgen.not_a_name  # type: ignore[attr-defined]
+
+
+def test_all_and_the_lazy_export_table_agree() -> None:
+    assert set(synthgen.__all__) == set(synthgen._EXPORTS) | {"__version__"}
+    assert synthgen.__dir__() == sorted(synthgen.__all__)
+
+
+def test_no_public_name_is_also_a_submodule() -> None:
+    """``import synthgen.X`` would bind the module over the public ``synthgen.X``."""
+    clashes = [name for name in synthgen.__all__ if importlib.util.find_spec(f"synthgen.{name}") is not None]
+    assert clashes == []
+
+
+def test_public_names_stay_themselves_after_every_submodule_is_imported() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the deprecated plugin shims
+        for module in pkgutil.walk_packages(synthgen.__path__, "synthgen."):
+            importlib.import_module(module.name)
+    for name in synthgen.__all__:
+        value = getattr(synthgen, name)
+        assert not isinstance(value, ModuleType), f"synthgen.{name} is the module {value.__name__}"
+    from synthgen import evaluate
+
+    assert callable(evaluate) and not isinstance(evaluate, ModuleType)
 
 
 def test_prices_match_dated_snapshots_by_longest_prefix() -> None:

@@ -19,7 +19,7 @@ from synthgen.chunking import chunk, load_document, unwrap
 from synthgen.client import ChatClient
 from synthgen.errors import ConfigError
 from synthgen.generator import GeneratorContext, Rejected, WorkItem
-from synthgen.generators.documents import DocumentsGenerator, jaccard, question_tokens, write_seeds_file
+from synthgen.generators.documents import DocumentsGenerator, jaccard, question_tokens
 from synthgen.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 from synthgen.seeds import Seed, load_seeds
@@ -289,13 +289,11 @@ async def test_offline_generation_cites_document_and_article_and_loads_back(tmp_
     assert duration["id"].startswith("practicas-1-")
     assert "12 ECTS" in duration["answer"]  # extractive from the chunk it cites
     assert "?" in duration["question"]
-    for name in ("seeds.yaml", "seeds.jsonl"):
-        loaded = load_seeds(write_seeds_file(rows, tmp_path / "out" / name))
-        assert [s.model_dump(mode="json") for s in loaded] == [
-            Seed.model_validate(r).model_dump(mode="json") for r in rows
-        ]
-    with pytest.raises(ConfigError, match="unsupported seeds file type"):
-        write_seeds_file(rows, tmp_path / "seeds.csv")
+    generated = tmp_path / "seeds.jsonl"  # the rows load back as seeds, as generated/seeds.jsonl does
+    generated.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [s.model_dump(mode="json") for s in load_seeds(generated)] == [
+        Seed.model_validate(r).model_dump(mode="json") for r in rows
+    ]
 
 
 async def test_questions_repeating_existing_seeds_are_dropped(tmp_path: Path) -> None:
@@ -356,3 +354,41 @@ async def test_scripted_replies_dedup_within_item_and_against_seeds(
     prompt = seen[0]["messages"][-1]["content"]
     assert "<facts>\n## Artículo 2. Duración\n\nLas prácticas curriculares tienen 12 ECTS" in prompt
     assert "4 preguntas distintas" in prompt and "<seed_question>" in prompt
+
+
+def test_a_run_from_another_directory_writes_no_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeds cite documents relative to the recipe's folder, whatever the working directory, so
+    ``publish`` never uploads a local path (such as a home directory with a person's name)."""
+    from synthgen import load_recipe, run
+
+    faculty = tmp_path / "faculty"
+    _write(faculty, "docs/practicas.md", REGULATION)
+    _write(
+        faculty,
+        "seeds.yaml",
+        "seeds:\n  - {id: s1, topic: prácticas, question: '¿Cuántos ECTS tienen las prácticas?', "
+        "answer: 'Las prácticas curriculares tienen 12 ECTS.'}\n",
+    )
+    _write(
+        faculty,
+        "recipe.yaml",
+        "name: docs\nseeds: seeds.yaml\nsystem_prompt: Eres el asistente de la Facultad.\n"
+        "models: {writer: {model: gpt-4o-2024-08-06}}\n"
+        "steps: [{name: new-seeds, generator: documents, config: {documents: [docs/*.md], profile: writer}}]\n",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out" / "docs-run"
+    result = run(load_recipe(faculty / "recipe.yaml"), out=out, offline=True)
+    assert result.steps["new-seeds"].rows > 0
+    generated = [json.loads(line) for line in (out / "generated" / "seeds.jsonl").read_text().splitlines()]
+    assert {row["source"]["document"] for row in generated} == {"docs/practicas.md"}
+    leaked = [
+        str(path.relative_to(out))
+        for path in out.rglob("*")
+        if path.is_file() and (str(tmp_path).encode() in path.read_bytes() or b"/home/" in path.read_bytes())
+    ]
+    assert leaked == []

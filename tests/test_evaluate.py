@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from synthgen.candidates import AnswersSource, LocalSource
 from synthgen.cli import main
 from synthgen.errors import ConfigError, RecipeError
-from synthgen.evaluate import evaluate, load_eval_recipe
+from synthgen.evaluator import evaluate, load_eval_recipe
 from synthgen.stats import cluster_bootstrap, weighted_kappa
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 

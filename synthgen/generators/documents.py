@@ -14,16 +14,12 @@ dropped: token Jaccard >= 0.8 after casefolding, with accented letters kept insi
 from __future__ import annotations
 
 import glob
-import json
-import os
 import re
-import tempfile
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from ..chunking import DOCUMENT_SUFFIXES, chunk, load_document, unwrap
@@ -38,7 +34,6 @@ __all__ = [
     "jaccard",
     "question_tokens",
     "slugify",
-    "write_seeds_file",
 ]
 
 DUPLICATE_JACCARD = 0.8
@@ -72,9 +67,6 @@ class DocumentsGenerator(Generator):
     output = "seeds"
     description = "new seed Q&A pairs from regulation documents (Markdown, text, PDF), citing the article"
     path_fields: ClassVar[tuple[str, ...]] = ("documents",)
-    #: The recipe's directory, set by the runner: seeds cite documents relative to it. When unset,
-    #: paths under the working directory are cited relative to it, others as given.
-    base_dir: Path | None = None
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -217,12 +209,13 @@ class DocumentsGenerator(Generator):
         return rows
 
     def _cite(self, path: Path) -> str:
-        """The document as a seed cites it: relative to the recipe's directory when under it."""
+        """The document as a seed cites it (and ``publish`` uploads it): relative to the recipe's folder,
+        or by file name alone when it lies outside, so no local directory ever leaves the machine."""
         base = self.base_dir if self.base_dir is not None else Path.cwd()
         try:
             return path.resolve().relative_to(base.resolve()).as_posix()
         except ValueError:
-            return str(path)
+            return path.name
 
 
 def slugify(text: str) -> str:
@@ -245,34 +238,3 @@ def _subject(label: str) -> str:
     title = re.sub(r"^\s*(?:art[íi]culo|art\.|article)\s*\S+?[.:º°)\-–—]*\s+", "", label, flags=re.IGNORECASE)
     title = re.sub(r"[.?!¿<>\n]+", " ", title or label).strip()
     return title[:1].lower() + title[1:] if title[1:2].islower() else title
-
-
-def write_seeds_file(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write seeds as ``.yaml``/``.yml`` (``seeds:`` list) or ``.jsonl``, loadable by ``load_seeds``.
-
-    Rows are validated as :class:`Seed` first, and the file is replaced atomically, so a reviewer
-    never opens a half-written file.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".jsonl"):
-        raise ConfigError(
-            f"unsupported seeds file type {suffix or '(no extension)'!r}",
-            path=path,
-            hint="use .yaml, .yml or .jsonl",
-        )
-    seeds = [Seed.model_validate(dict(row)).model_dump(mode="json", exclude_none=True) for row in rows]
-    if suffix == ".jsonl":
-        text = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in seeds)
-    else:
-        text = yaml.safe_dump({"seeds": seeds}, allow_unicode=True, sort_keys=False, width=110)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

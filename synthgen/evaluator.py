@@ -320,11 +320,7 @@ def evaluate(
     run = read_run_dir(ev.run_dir, recipe=ev.generation, eval_path=ev._path)
     out = Path(out) if out is not None else Path("runs") / ev.name
     evaluation = _Evaluation(ev, run, offline=offline, use_cache=use_cache)
-    try:
-        records = asyncio.run(evaluation.execute())
-    finally:
-        if evaluation.client.cache is not None:
-            evaluation.client.cache.close()
+    records = asyncio.run(evaluation.execute())  # the client closes its cache on the way out
     names, judge, boot = [c.name for c in ev.candidates], evaluation.judge, ev.bootstrap
     warnings = [*run.notes, *judge_warnings(judge.model, run.labelling_models, run.path)]
     summary: dict[str, Any] = {
