@@ -42,10 +42,10 @@ import openai
 import psutil
 import pydantic
 
-from synthgen.cache import ResponseCache
-from synthgen.client import ChatClient
-from synthgen.profile import ModelProfile
-from synthgen.usage import UsageMeter
+from synthgen.llm.cache import ResponseCache
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
+from synthgen.llm.usage import UsageMeter
 from tests.servers.openai_server import ServerConfig, SpawnedServer, spawn_server
 
 MODEL = "gpt-4o-2024-08-06"

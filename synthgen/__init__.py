@@ -1,8 +1,14 @@
 """synthgen: turn a handful of expert Q&A pairs into a domain assistant.
 
-The public API; everything else is internal. ``__all__`` is sorted and guarded by a test. Names are
+The public API; everything else is internal. ``__all__`` is sorted and guarded by tests, as is the
+rule that no public name is also a submodule (``import synthgen.X`` would rebind it). Names are
 imported on first use, so ``synthgen --help`` and ``import synthgen.errors`` do not pay for pandas,
 pyarrow and the SDK.
+
+The package reads as its architecture: shared vocabulary at the top (recipe, seeds, records,
+grounding, prompts, rundir, errors, paths, determinism) and one folder per stage of the flow:
+``llm`` -> ``generators`` (and ``judge``, ``quality``) -> ``pipeline`` -> ``card``, ``reports``,
+``hub``, ``evaluation``; ``cli`` on top. The import-linter contracts in ``pyproject.toml`` hold it so.
 """
 
 from __future__ import annotations
@@ -10,63 +16,71 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from synthgen._version import __version__
 
 _EXPORTS = {
     "AuthenticationFailed": "errors",
     "BudgetExceeded": "errors",
     "Candidate": "records",
-    "ChatClient": "client",
+    "ChatClient": "llm.client",
     "ChatMessage": "records",
-    "Completion": "client",
+    "Completion": "llm.client",
     "CompletionFailed": "errors",
     "ConfigError": "errors",
+    "CostEstimate": "pipeline.estimate",
     "DialogueRow": "records",
-    "EvalRecipe": "evaluator",
-    "EvalResult": "evaluator",
-    "Generator": "generator",
-    "GeneratorContext": "generator",
+    "EvalRecipe": "evaluation.recipe",
+    "EvalResult": "evaluation.evaluator",
+    "Generator": "generators.base",
+    "GeneratorContext": "generators.base",
     "GeneratorNotFound": "errors",
-    "Limits": "limits",
-    "ModelProfile": "profile",
+    "Limits": "llm.limits",
+    "ModelProfile": "llm.profile",
     "Persona": "seeds",
     "PersonalDataFound": "errors",
     "PreferenceRow": "records",
-    "PublishResult": "hub",
-    "Prices": "profile",
+    "Prices": "llm.profile",
+    "PromptLibrary": "prompts.library",
+    "PromptTemplate": "prompts.library",
     "ProviderError": "errors",
     "PublishError": "errors",
     "PublishFailed": "errors",
+    "PublishResult": "hub.publish",
     "Recipe": "recipe",
     "RecipeError": "errors",
-    "Rejected": "generator",
-    "ResponseCache": "cache",
+    "Rejected": "generators.base",
+    "ResponseCache": "llm.cache",
     "ResumeError": "errors",
-    "RunResult": "runner",
+    "RunResult": "pipeline.result",
     "Seed": "seeds",
     "SeedError": "errors",
+    "StepCounts": "pipeline.result",
     "SynthgenError": "errors",
-    "TokenUsage": "usage",
+    "TokenUsage": "llm.usage",
     "TrainerError": "errors",
-    "UsageMeter": "usage",
-    "WorkItem": "generator",
-    "available_generators": "registry",
-    "evaluate": "evaluator",
-    "get_generator": "registry",
-    "item_seed": "generator",
-    "load_eval_recipe": "evaluator",
+    "UsageMeter": "llm.usage",
+    "WorkItem": "generators.base",
+    "available_generators": "generators.registry",
+    "estimate": "pipeline.estimate",
+    "evaluate": "evaluation.evaluator",
+    "get_generator": "generators.registry",
+    "item_seed": "determinism",
+    "load_eval_recipe": "evaluation.recipe",
     "load_personas": "seeds",
     "load_recipe": "recipe",
     "load_seeds": "seeds",
     "prompt_id": "records",
-    "publish": "hub",
-    "run": "runner",
+    "publish": "hub.publish",
+    "refresh_generators": "generators.registry",
+    "report": "reports.terminal",
+    "run": "pipeline.runner",
+    "scaffold": "pipeline.scaffold",
+    "validate_recipe": "pipeline.validate",
 }
 
 if TYPE_CHECKING:
-    from .cache import ResponseCache
-    from .client import ChatClient, Completion
-    from .errors import (
+    from synthgen.determinism import item_seed
+    from synthgen.errors import (
         AuthenticationFailed,
         BudgetExceeded,
         CompletionFailed,
@@ -82,17 +96,26 @@ if TYPE_CHECKING:
         SynthgenError,
         TrainerError,
     )
-    from .evaluator import EvalRecipe, EvalResult, evaluate, load_eval_recipe
-    from .generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
-    from .hub import PublishResult, publish
-    from .limits import Limits
-    from .profile import ModelProfile, Prices
-    from .recipe import Recipe, load_recipe
-    from .records import Candidate, ChatMessage, DialogueRow, PreferenceRow, prompt_id
-    from .registry import available_generators, get_generator
-    from .runner import RunResult, run
-    from .seeds import Persona, Seed, load_personas, load_seeds
-    from .usage import TokenUsage, UsageMeter
+    from synthgen.evaluation.evaluator import EvalResult, evaluate
+    from synthgen.evaluation.recipe import EvalRecipe, load_eval_recipe
+    from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+    from synthgen.generators.registry import available_generators, get_generator, refresh_generators
+    from synthgen.hub.publish import PublishResult, publish
+    from synthgen.llm.cache import ResponseCache
+    from synthgen.llm.client import ChatClient, Completion
+    from synthgen.llm.limits import Limits
+    from synthgen.llm.profile import ModelProfile, Prices
+    from synthgen.llm.usage import TokenUsage, UsageMeter
+    from synthgen.pipeline.estimate import CostEstimate, estimate
+    from synthgen.pipeline.result import RunResult, StepCounts
+    from synthgen.pipeline.runner import run
+    from synthgen.pipeline.scaffold import scaffold
+    from synthgen.pipeline.validate import validate_recipe
+    from synthgen.prompts.library import PromptLibrary, PromptTemplate
+    from synthgen.recipe import Recipe, load_recipe
+    from synthgen.records import Candidate, ChatMessage, DialogueRow, PreferenceRow, prompt_id
+    from synthgen.reports.terminal import report
+    from synthgen.seeds import Persona, Seed, load_personas, load_seeds
 
 __all__ = [
     "AuthenticationFailed",
@@ -103,6 +126,7 @@ __all__ = [
     "Completion",
     "CompletionFailed",
     "ConfigError",
+    "CostEstimate",
     "DialogueRow",
     "EvalRecipe",
     "EvalResult",
@@ -115,6 +139,8 @@ __all__ = [
     "PersonalDataFound",
     "PreferenceRow",
     "Prices",
+    "PromptLibrary",
+    "PromptTemplate",
     "ProviderError",
     "PublishError",
     "PublishFailed",
@@ -127,6 +153,7 @@ __all__ = [
     "RunResult",
     "Seed",
     "SeedError",
+    "StepCounts",
     "SynthgenError",
     "TokenUsage",
     "TrainerError",
@@ -134,6 +161,7 @@ __all__ = [
     "WorkItem",
     "__version__",
     "available_generators",
+    "estimate",
     "evaluate",
     "get_generator",
     "item_seed",
@@ -143,7 +171,11 @@ __all__ = [
     "load_seeds",
     "prompt_id",
     "publish",
+    "refresh_generators",
+    "report",
     "run",
+    "scaffold",
+    "validate_recipe",
 ]
 
 
@@ -151,7 +183,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'synthgen' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"synthgen.{module}"), name)
     globals()[name] = value
     return value
 

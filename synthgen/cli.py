@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import SynthgenError
+from synthgen.errors import SynthgenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +61,7 @@ def init(directory: Path, language: str) -> None:
     Example:
       synthgen init my-faculty --language es
     """
-    from .scaffold import scaffold
+    from synthgen import scaffold
 
     created = scaffold(directory, language=language)
     for path in created:
@@ -79,7 +79,7 @@ def validate(recipe: Path) -> None:
     Example:
       synthgen validate recipes/faculty-sciences-es/recipe.yaml
     """
-    from .validate import validate_recipe
+    from synthgen import validate_recipe
 
     summary = validate_recipe(recipe)
     click.echo(summary)
@@ -98,10 +98,9 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
     Example:
       synthgen estimate recipes/faculty-sciences-es/recipe.yaml --pilot 5
     """
-    from .estimate import estimate as estimate_recipe
-    from .recipe import load_recipe
+    from synthgen import estimate as estimate_recipe
 
-    result = estimate_recipe(load_recipe(recipe), pilot=pilot, offline=offline)
+    result = estimate_recipe(recipe, pilot=pilot, offline=offline)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -142,29 +141,17 @@ def run(
     Example:
       synthgen run recipes/offline-demo/recipe.yaml --offline --out runs/demo
     """
-    from .estimate import estimate as estimate_recipe
-    from .recipe import load_recipe
-    from .runner import run as run_recipe
+    from synthgen import run as run_recipe
 
-    loaded = load_recipe(recipe)
-    out = out or Path("runs") / loaded.name
-    budget = loaded.budget.max_usd
-    if budget is not None and not offline and not yes:
-        planned = estimate_recipe(loaded)
-        if planned.usd > budget and not click.confirm(
-            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; "
-            "generation stops at the budget. Continue?",
-            default=False,
-        ):
-            sys.exit(1)
     result = run_recipe(
-        loaded,
+        recipe,
         out=out,
         offline=offline,
         limit=limit,
         concurrency=concurrency,
         use_cache=not no_cache,
         progress=sys.stderr.isatty(),
+        confirm=None if yes else functools.partial(click.confirm, default=False),
     )
     for name, c in result.steps.items():
         click.echo(
@@ -179,7 +166,7 @@ def run(
         click.secho(
             "budget reached: nothing new was scheduled; what was paid for is in the dataset", fg="yellow"
         )
-    click.echo(f"wrote {out}")
+    click.echo(f"wrote {out or Path('runs') / result.recipe}")
 
 
 @main.command()
@@ -197,7 +184,7 @@ def report(run_dir: Path, html: Path | None) -> None:
     Example:
       synthgen report runs/demo --html runs/demo-report.html
     """
-    from .report import report as report_run
+    from synthgen import report as report_run
 
     click.echo(report_run(run_dir, html=html))
     if html is not None:
@@ -231,7 +218,7 @@ def publish(
     Example:
       synthgen publish runs/demo --repo-id my-faculty/assistant-data --tag v1
     """
-    from .hub import publish as publish_run
+    from synthgen import publish as publish_run
 
     result = publish_run(run_dir, repo_id, private=private, revision=revision, tag=tag, allow_pii=allow_pii)
     if result.changed:
@@ -289,7 +276,7 @@ def evaluate(
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --export-labels labels.csv
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate labels-filled.csv
     """
-    from .evaluator import evaluate as evaluate_models
+    from synthgen import evaluate as evaluate_models
 
     result = evaluate_models(
         eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate
@@ -328,7 +315,8 @@ def generators() -> None:
     Example:
       synthgen generators
     """
-    from .registry import available_generators, conflicts
+    from synthgen import available_generators
+    from synthgen.generators.registry import conflicts
 
     for name, cls in available_generators().items():
         summary = cls.description or (cls.__doc__ or "").strip().splitlines()[0]

@@ -1,145 +1,32 @@
-"""The generator API: what a built-in or third-party generator implements.
+"""Deprecated: the generator API moved to :mod:`synthgen.generators.base` (import it from ``synthgen``).
 
-A generator is a subclass with a ``name``, a ``version`` (bump it to invalidate its cached calls),
-an ``output`` kind (``sft``, ``prefs`` or ``seeds``), a nested pydantic ``Config`` (``extra="forbid"``;
-a recipe step's ``config`` is validated against it) and one ``async generate(item, ctx)``. The
-runner plans work items with :meth:`Generator.plan`, calls ``generate`` under the client's limits,
-journals what comes back and applies the quality filters. ``generate`` returns rows (dicts in the
-:mod:`synthgen.records` formats), raises :class:`Rejected` with a reason to drop an item on purpose,
-and lets :class:`~synthgen.errors.CompletionFailed` propagate: the runner records it as a failure.
+Kept for one minor release so plugins written against the first release keep working; every name
+read from here emits a ``DeprecationWarning`` naming its new home.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+import warnings
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from .client import ChatClient, Completion
-    from .profile import ModelProfile
-    from .prompts import PromptLibrary
-    from .seeds import Persona, Seed
-
-__all__ = ["Generator", "GeneratorContext", "Rejected", "WorkItem", "item_seed"]
-
-Output = Literal["sft", "prefs", "seeds"]
+_MOVED = {
+    "item_seed": "synthgen.determinism",
+    "Generator": "synthgen.generators.base",
+    "GeneratorContext": "synthgen.generators.base",
+    "Rejected": "synthgen.generators.base",
+    "WorkItem": "synthgen.generators.base",
+}
 
 
-def item_seed(recipe_seed: int, *parts: str) -> int:
-    """Per-item randomness from hash(recipe seed, item id): independent of completion order."""
-    digest = hashlib.sha256("\x1f".join([str(recipe_seed), *parts]).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synthgen.generator' has no attribute {name!r}")
+    warnings.warn(
+        f"synthgen.generator.{name} is deprecated; use `from synthgen import {name}`",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    import importlib
 
-
-class Rejected(Exception):
-    """A generator drops an item on purpose (a tie, all candidates bad, ...); ``reason`` is a label."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason, self.detail = reason, detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One unit of work of a step. ``id`` is stable across runs: it keys the journal and resume."""
-
-    id: str
-    seed_ids: tuple[str, ...]
-    split: str
-    rng_seed: int
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    def rng(self) -> random.Random:
-        return random.Random(self.rng_seed)
-
-
-@dataclass
-class GeneratorContext:
-    """What a generator may use: the client, named profiles, seeds, personas and the recipe's contract."""
-
-    client: ChatClient
-    profiles: Mapping[str, ModelProfile]
-    seeds: Mapping[str, Seed]
-    personas: Sequence[Persona]
-    prompts: PromptLibrary
-    language: str
-    system_prompt: str
-    grounding: Literal["closed_book", "in_context"]
-    recipe_seed: int
-    step: str
-    upstream: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
-    version: str = ""
-
-    def by_topic(self, topic: str) -> list[Seed]:
-        return [s for s in self.seeds.values() if s.topic == topic]
-
-    async def complete(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        *,
-        profile: str,
-        schema: type[BaseModel] | None = None,
-        sample: int = 0,
-    ) -> Completion:
-        """A call through the run's client, with this generator's version in the cache key."""
-        return await self.client.complete(
-            [dict(m) for m in messages],
-            profile=self.profiles[profile],
-            schema=schema,
-            sample=sample,
-            version=self.version,
-        )
-
-
-class Generator:
-    """Subclass and set ``name``, ``version``, ``output``, ``Config``; implement ``generate``."""
-
-    name: ClassVar[str]
-    version: ClassVar[str]
-    output: ClassVar[Output]
-    description: ClassVar[str] = ""
-    # a plugin's own templates live in <prompt_package>/prompts/<language>/<role>.txt (see prompts.py)
-    prompt_package: ClassVar[str | None] = None
-    # the recipe's folder (set when the recipe resolves the step): ``path_fields`` are resolved against
-    # it, and a generator that cites a file it read cites it relative to it, never by an absolute path
-    base_dir: Path | None = None
-
-    class Config(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    def __init__(self, config: BaseModel) -> None:
-        self.config = config
-
-    def profiles_used(self) -> list[str]:
-        """Names of recipe model profiles the config refers to (checked by ``validate``)."""
-        return []
-
-    def prompt_roles(self) -> list[str]:
-        """Prompt templates this generator renders: checked by ``validate``, hashed into ``run.json``,
-        and looked up in ``prompt_package`` first when the generator sets one."""
-        return []
-
-    def plan(
-        self,
-        seeds: Sequence[Seed],
-        splits: Mapping[str, str],
-        recipe_seed: int,
-        step: str,
-        upstream: Sequence[Mapping[str, Any]] = (),
-    ) -> list[WorkItem]:
-        """Work items of this step; the default is one item per seed."""
-        return [
-            WorkItem(
-                id=s.id, seed_ids=(s.id,), split=splits[s.id], rng_seed=item_seed(recipe_seed, step, s.id)
-            )
-            for s in seeds
-        ]
-
-    async def generate(self, item: WorkItem, ctx: GeneratorContext) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    return getattr(importlib.import_module(module), name)

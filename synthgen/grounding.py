@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from .seeds import Seed
+from synthgen.seeds import Seed
 
 __all__ = ["LANGUAGE_NAMES", "facts_block", "language_name", "published_system_prompt"]
 

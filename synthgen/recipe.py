@@ -27,14 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, RecipeError, SeedError
-from .generator import Generator
-from .profile import ModelProfile, name_profiles
-from .prompts import PromptLibrary
-from .quality import QualityConfig
-from .registry import get_generator
-from .seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
-from .yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation
+from synthgen.errors import ConfigError, RecipeError, SeedError
+from synthgen.generators.base import Generator
+from synthgen.generators.registry import get_generator
+from synthgen.llm.profile import ModelProfile, name_profiles
+from synthgen.prompts import PromptLibrary
+from synthgen.quality.filters import QualityConfig
+from synthgen.seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
+from synthgen.yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation
 
 __all__ = ["Recipe", "Step", "line_for", "load_recipe", "load_yaml_model"]
 
@@ -70,7 +70,7 @@ class HubOutput(BaseModel):
     private: bool = True
 
 
-class Output(BaseModel):
+class OutputConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     test_fraction: float = Field(default=0.1, ge=0, lt=1)
@@ -113,7 +113,7 @@ class Recipe(BaseModel):
     steps: list[Step] = Field(min_length=1)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig())
     prompts: dict[str, Path] = Field(default_factory=dict)
-    output: Output = Field(default_factory=Output)
+    output: OutputConfig = Field(default_factory=OutputConfig)
     budget: Budget = Field(default_factory=Budget)
 
     path: Path | None = Field(default=None, exclude=True)

@@ -4,18 +4,34 @@
 prompt-completion data). ``prefs`` rows are TRL's conversational explicit-prompt preference format:
 ``prompt`` is a list of messages ending in a user turn, ``chosen``/``rejected`` one assistant message
 each, so ``DPOTrainer`` takes them unchanged.
+
+:data:`OUTPUT_KINDS` is the one table of what a generator may output (its ``output``): per kind, the
+row model a row must validate against, the text two rows must not share (dedup), and the assistant
+text that claim verification checks. Code that treats kinds differently looks them up here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Candidate", "ChatMessage", "DialogueRow", "PreferenceRow", "prompt_id"]
+from synthgen.seeds import Seed
+
+__all__ = [
+    "OUTPUT_KINDS",
+    "Candidate",
+    "ChatMessage",
+    "DialogueRow",
+    "OutputKind",
+    "PreferenceRow",
+    "output_kind",
+    "prompt_id",
+]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -87,3 +103,49 @@ class PreferenceRow(BaseModel):
     candidates: list[Candidate]
     judge_model: str
     generator: str
+
+
+# --- the output-kind table -------------------------------------------------------------------------
+
+
+def _sft_dedup(row: Mapping[str, Any]) -> str:
+    return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
+
+
+def _prefs_dedup(row: Mapping[str, Any]) -> str:
+    # the system turn is the same everywhere: the prompt's other turns and the chosen answer
+    return "\n".join(m["content"] for m in [*row["prompt"], *row["chosen"]] if m["role"] != "system")
+
+
+def _seeds_dedup(row: Mapping[str, Any]) -> str:
+    return str(row.get("question", json.dumps(dict(row), sort_keys=True, default=str)))
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of row a generator outputs; ``name`` is also the RUN_DIR config it lands in."""
+
+    name: str
+    row_model: type[BaseModel]
+    dedup_text: Callable[[Mapping[str, Any]], str]
+    answers: Callable[[Mapping[str, Any]], list[str]]  # what claim verification checks
+
+    def validate(self, row: Mapping[str, Any]) -> None:
+        """Raise pydantic's ValidationError unless ``row`` (less runner bookkeeping) is of this kind."""
+        self.row_model.model_validate({k: v for k, v in row.items() if not k.startswith("__")})
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {
+    "sft": OutputKind(
+        "sft",
+        DialogueRow,
+        _sft_dedup,
+        lambda row: [m["content"] for m in row["messages"] if m["role"] == "assistant"],
+    ),
+    "prefs": OutputKind("prefs", PreferenceRow, _prefs_dedup, lambda row: [row["chosen"][0]["content"]]),
+    "seeds": OutputKind("seeds", Seed, _seeds_dedup, lambda row: []),
+}
+
+
+def output_kind(name: str) -> OutputKind:
+    return OUTPUT_KINDS[name]

@@ -1,98 +1,179 @@
-"""The RUN_DIR layout (a dataset folder in Hub layout) and its atomic finalize.
+"""The RUN_DIR contract: every path in a run's folder, and the readers of what it holds.
 
-``datasets.load_dataset(RUN_DIR, "sft")`` works as is: the card's YAML header declares the configs
-``sft``, ``prefs`` and ``seeds`` with their parquet files. Everything is written into a temporary
-folder first and moved into place at the end, so a crash never leaves a half-written dataset.
+A RUN_DIR is a dataset folder in Hub layout (``datasets.load_dataset(RUN_DIR, "sft")`` works as is)
+plus a private ``.synthgen/`` folder that is never published::
+
+    README.md                          dataset card (YAML header declares the configs)
+    data/<config>/<split>-*.parquet    sft and prefs (train, test); seeds (train, with a split column)
+    generated/seeds.jsonl              seeds made from documents, when a step made any
+    run.json                           the run's result: counts, usage, cost, versions, fingerprint
+    .synthgen/                         state.json, splits.json, journal/<step>.jsonl, failures.jsonl,
+                                       rejected.jsonl, publish.json, tmp/ and trash/ of finalize
+
+This module is the one place that spells those names. The pipeline writes through these paths; the
+card, reports, evaluation and publishing read through them. It imports nothing of synthgen but
+:mod:`synthgen.errors`, so every wing may depend on it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .recipe import Recipe
-    from .runner import RunResult
+from synthgen.errors import ConfigError
 
-__all__ = ["CONFIGS", "data_files", "write_run_dir"]
+__all__ = ["CONFIGS", "PUBLISHED", "SPLITS", "RunDir", "data_files"]
 
 CONFIGS = ("sft", "prefs", "seeds")
 SPLITS = ("train", "test")
+PUBLISHED = ("data", "generated", "run.json", "README.md")  # what finalize swaps in and publish sends
+STATE = ".synthgen"
+_REPORTS = {"failed": "failures.jsonl", "rejected": "rejected.jsonl"}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A RUN_DIR's paths and readers; ``RunDir(path)`` touches nothing on disk."""
+
+    path: Path
+
+    # --- the published part -------------------------------------------------------------------
+
+    @property
+    def card(self) -> Path:
+        return self.path / "README.md"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def generated_seeds(self) -> Path:
+        return self.path / "generated" / "seeds.jsonl"
+
+    def data_dir(self, config: str) -> Path:
+        return self.path / "data" / config
+
+    def data_file(self, config: str, split: str) -> Path:
+        """Where finalize writes one config's split (one shard)."""
+        return self.data_dir(config) / f"{split}-00000-of-00001.parquet"
+
+    def parquet_files(self, config: str, split: str | None = None) -> list[Path]:
+        """One config's shards, train before test (or one split's)."""
+        return [
+            path
+            for s in (SPLITS if split is None else (split,))
+            for path in sorted(self.data_dir(config).glob(f"{s}-*.parquet"))
+        ]
+
+    def published_files(self) -> list[Path]:
+        """Every file a publish sends, besides the card and run.json: parquet shards and generated seeds."""
+        data = sorted((self.path / "data").rglob("*.parquet")) if (self.path / "data").is_dir() else []
+        generated = self.path / "generated"
+        extra = sorted(p for p in generated.rglob("*") if p.is_file()) if generated.is_dir() else []
+        return data + extra
+
+    # --- the private part (.synthgen/) ----------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def splits_file(self) -> Path:
+        return self.state_dir / "splits.json"
+
+    @property
+    def publish_record(self) -> Path:
+        return self.state_dir / "publish.json"
+
+    @property
+    def tmp(self) -> Path:
+        """Finalize builds the next dataset here before swapping it in."""
+        return self.state_dir / "tmp"
+
+    @property
+    def trash(self) -> Path:
+        return self.state_dir / "trash"
+
+    def journal(self, step: str) -> Path:
+        return self.state_dir / "journal" / f"{step}.jsonl"
+
+    def report(self, kind: str) -> Path:
+        """``failed`` -> failures.jsonl, ``rejected`` -> rejected.jsonl: one record per dropped item or row."""
+        return self.state_dir / _REPORTS[kind]
+
+    # --- readers --------------------------------------------------------------------------------
+
+    def read_result(self) -> dict[str, Any]:
+        """``run.json``; a RUN_DIR without one was never finalized."""
+        if not self.run_json.is_file():
+            raise ConfigError(
+                f"{self.path} has no run.json",
+                path=self.path,
+                hint="run `synthgen run RECIPE --out RUN_DIR` first (or let it finish)",
+            )
+        data: dict[str, Any] = json.loads(self.run_json.read_text(encoding="utf-8"))
+        return data
+
+    def read_rows(
+        self, config: str, split: str | None = None, columns: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of one config, train then test, each with its ``split`` (seeds rows carry their own)."""
+        import pyarrow.parquet as pq
+
+        rows: list[dict[str, Any]] = []
+        for path in self.parquet_files(config, split):
+            file_split = path.name.split("-", 1)[0]
+            rows.extend(
+                {"split": file_split, **row} for row in pq.read_table(path, columns=columns).to_pylist()
+            )
+        return rows
+
+    def first_row(self, config: str) -> dict[str, Any] | None:
+        import pyarrow.parquet as pq
+
+        for path in self.parquet_files(config):
+            rows = pq.read_table(path).slice(0, 1).to_pylist()
+            if rows:
+                return dict(rows[0])
+        return None
+
+    def read_splits(self) -> dict[str, str]:
+        """Seed id -> split, as the runner assigned them: ``.synthgen/splits.json``, else the published
+        ``seeds`` config (a RUN_DIR downloaded from the Hub has no private state); {} when neither."""
+        if self.splits_file.is_file():
+            return {str(k): str(v) for k, v in json.loads(self.splits_file.read_text()).items()}
+        return {str(r["id"]): str(r["split"]) for r in self.read_rows("seeds", columns=["id", "split"])}
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The resume state (fingerprint, offline, the portable recipe); None before the first run."""
+        if not self.state_file.is_file():
+            return None
+        state: dict[str, Any] = json.loads(self.state_file.read_text(encoding="utf-8"))
+        return state
+
+    def read_reports(self, kind: str) -> list[dict[str, Any]]:
+        path = self.report(kind)
+        if not path.is_file():
+            return []
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
 
 
 def data_files(run_dir: Path) -> dict[str, dict[str, str]]:
-    """config -> split -> glob, for the configs and splits that have files."""
+    """config -> split -> glob (relative to the RUN_DIR), for the configs and splits that have files:
+    the ``configs`` of the card's YAML header."""
     found: dict[str, dict[str, str]] = {}
+    rd = RunDir(run_dir)
     for config in CONFIGS:
         for split in SPLITS:
-            if list((run_dir / "data" / config).glob(f"{split}-*.parquet")):
+            if rd.parquet_files(config, split):
                 found.setdefault(config, {})[split] = f"data/{config}/{split}-*.parquet"
     return found
-
-
-def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.Dataset.from_list([dict(r) for r in rows]).to_parquet(str(path))
-
-
-def write_run_dir(
-    out: Path,
-    recipe: Recipe,
-    result: RunResult,
-    outputs: Mapping[str, list[dict[str, Any]]],
-    splits: Mapping[str, str],
-    reports: Mapping[str, list[dict[str, Any]]],
-) -> None:
-    """Write data/, README.md and run.json atomically; reports go under .synthgen/."""
-    from .card import render_card
-
-    tmp = out / ".synthgen" / "tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    for config in ("sft", "prefs"):
-        rows = outputs.get(config, [])
-        for split in SPLITS:
-            chosen = [{k: v for k, v in r.items() if k != "__split"} for r in rows if r["__split"] == split]
-            if chosen:
-                (tmp / "data" / config).mkdir(parents=True, exist_ok=True)
-                _to_parquet(chosen, tmp / "data" / config / f"{split}-00000-of-00001.parquet")
-    seed_rows = [{**s.model_dump(mode="json"), "split": splits[s.id]} for s in recipe.loaded_seeds]
-    for row in seed_rows:
-        row["tags"] = list(row["tags"])
-        row["source"] = row["source"] or {"document": "", "article": None}
-    (tmp / "data" / "seeds").mkdir(parents=True)
-    _to_parquet(seed_rows, tmp / "data" / "seeds" / "train-00000-of-00001.parquet")
-    generated = outputs.get("seeds", [])
-    if generated:
-        (tmp / "generated").mkdir()
-        with (tmp / "generated" / "seeds.jsonl").open("w", encoding="utf-8") as f:
-            for row in generated:
-                f.write(
-                    json.dumps({k: v for k, v in row.items() if k != "__split"}, ensure_ascii=False) + "\n"
-                )
-    (tmp / "run.json").write_text(
-        json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-    (tmp / "README.md").write_text(render_card(tmp, recipe, result.to_json()), encoding="utf-8")
-    for kind, records in reports.items():
-        with (out / ".synthgen" / f"{kind if kind != 'failed' else 'failures'}.jsonl").open("w") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    # swap into place: the old dataset stays whole until the new one is complete
-    trash = out / ".synthgen" / "trash"
-    shutil.rmtree(trash, ignore_errors=True)
-    trash.mkdir()
-    for name in ("data", "generated", "run.json", "README.md"):
-        target = out / name
-        if target.exists():
-            os.replace(target, trash / name)
-        if (tmp / name).exists():
-            os.replace(tmp / name, target)
-    shutil.rmtree(trash, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import RecipeError
+from synthgen.errors import RecipeError
 
 __all__ = ["Lines", "dotted", "line_for", "load_yaml_model", "raise_validation"]
 

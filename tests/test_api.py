@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 
 import synthgen
-from synthgen.profile import ModelProfile, Prices
-from synthgen.usage import TokenUsage, UsageMeter, cost_usd, count_tokens, price_for
+from synthgen.llm.profile import ModelProfile, Prices
+from synthgen.llm.usage import TokenUsage, UsageMeter, cost_usd, count_tokens, price_for
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -81,7 +81,7 @@ def test_token_counts_work_offline_and_are_close_to_o200k() -> None:
     n = count_tokens(text)
     assert 14 <= n <= 26  # o200k_base: 19
     assert count_tokens("") == 0
-    assert synthgen.usage.TOKEN_COUNTER  # says which counter is in use
+    assert synthgen.llm.usage.TOKEN_COUNTER  # says which counter is in use
 
 
 def test_profile_reads_the_key_at_call_time_and_never_stores_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,9 @@ from datasets import Features
 from huggingface_hub import DatasetCard
 
 from synthgen import load_recipe, run
-from synthgen.card import merge_card, render_card, size_category, split_card, with_repo
+from synthgen.card import render_card
+from synthgen.card.header import size_category
+from synthgen.card.merge import merge_card, split_card, with_repo
 from synthgen.recipe import LICENSES, Recipe
 from synthgen.seeds import seeds_fingerprint
 from tests.conftest import REPO

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from synthgen.cli import main
-from synthgen.usage import price_for
+from synthgen.llm.usage import price_for
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "offline-demo" / "recipe.yaml"

@@ -13,11 +13,11 @@ from typing import Any, Literal
 import pydantic
 import pytest
 
-from synthgen.cache import ResponseCache
-from synthgen.client import ChatClient, Completion
 from synthgen.errors import AuthenticationFailed, CompletionFailed, ProviderError
-from synthgen.profile import ModelProfile
-from synthgen.settings import cache_path
+from synthgen.llm.cache import ResponseCache
+from synthgen.llm.client import ChatClient, Completion
+from synthgen.llm.profile import ModelProfile
+from synthgen.paths import cache_path
 from tests.servers.openai_server import OpenAIServer, ServerConfig, spawn_server
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import pydantic
 import pytest
 
-from synthgen.client import ChatClient
 from synthgen.errors import ConfigError
-from synthgen.generator import GeneratorContext, Rejected, WorkItem
+from synthgen.generators.base import GeneratorContext, Rejected, WorkItem
 from synthgen.generators.dialogue import DialogueGenerator
-from synthgen.profile import ModelProfile
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 from synthgen.records import DialogueRow, prompt_id
 from synthgen.seeds import Persona, Seed

@@ -15,12 +15,12 @@ from typing import Any
 import pydantic
 import pytest
 
-from synthgen.chunking import chunk, load_document, unwrap
-from synthgen.client import ChatClient
 from synthgen.errors import ConfigError
-from synthgen.generator import GeneratorContext, Rejected, WorkItem
+from synthgen.generators.base import GeneratorContext, Rejected, WorkItem
+from synthgen.generators.chunking import chunk, load_document, unwrap
 from synthgen.generators.documents import DocumentsGenerator, jaccard, question_tokens
-from synthgen.profile import ModelProfile
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 from synthgen.seeds import Seed, load_seeds
 from tests.servers.openai_server import OpenAIServer, ServerConfig

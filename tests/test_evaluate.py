@@ -23,11 +23,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from synthgen.candidates import AnswersSource, LocalSource
 from synthgen.cli import main
 from synthgen.errors import ConfigError, RecipeError
-from synthgen.evaluator import evaluate, load_eval_recipe
-from synthgen.stats import cluster_bootstrap, weighted_kappa
+from synthgen.evaluation.candidates import AnswersSource, LocalSource
+from synthgen.evaluation.evaluator import evaluate
+from synthgen.evaluation.recipe import load_eval_recipe
+from synthgen.evaluation.stats import cluster_bootstrap, weighted_kappa
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -592,7 +593,7 @@ def test_shipped_offline_demo_eval_recipe(tmp_path: Path) -> None:
 
 
 def test_judge_provenance_warnings_by_model_and_family() -> None:
-    from synthgen.calibration import judge_warnings
+    from synthgen.evaluation.calibration import judge_warnings
 
     labellers = ["gpt-4o-2024-08-06-offline"]  # as the offline provider names the response model
     assert "is the model that labelled" in judge_warnings("gpt-4o-2024-08-06", labellers, Path("run"))[0]

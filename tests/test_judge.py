@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from synthgen.client import ChatClient
-from synthgen.judge import WEIGHTS, RubricScores, grade
-from synthgen.profile import ModelProfile
+from synthgen.judge.rubric import WEIGHTS, RubricScores, grade
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 

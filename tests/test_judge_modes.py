@@ -15,22 +15,13 @@ from typing import Any
 
 import pytest
 
-from synthgen.client import ChatClient
 from synthgen.errors import CompletionFailed
-from synthgen.judge import (
-    ClaimCheck,
-    check_claims,
-    combine_orders,
-    compare,
-    grade_single,
-    judge_abstention,
-    judge_coverage,
-    verify_claims,
-    verify_reference_claims,
-)
-from synthgen.profile import ModelProfile
+from synthgen.evaluation.stats import claim_share
+from synthgen.judge.claims import ClaimCheck, check_claims, verify_claims, verify_reference_claims
+from synthgen.judge.modes import combine_orders, compare, grade_single, judge_abstention, judge_coverage
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
-from synthgen.stats import claim_share
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
 KEY_ENV = "SYNTHGEN_TEST_JUDGE_KEY"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from synthgen.limits import _CAP_WINDOW, KeyLimiter, Limits, Pacer, parse_reset
+from synthgen.llm.limits import _CAP_WINDOW, KeyLimiter, Limits, Pacer, parse_reset
 
 
 def most_in_any_window(stamps: list[float], window: float) -> int:

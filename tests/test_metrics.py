@@ -14,9 +14,9 @@ import datasets
 import pytest
 
 from synthgen.errors import ConfigError
-from synthgen.metrics import distinct_n, distribution, shingle_diversity, summarize
+from synthgen.pipeline.runner import RunResult, StepCounts
 from synthgen.records import DialogueRow, PreferenceRow, prompt_id
-from synthgen.runner import RunResult, StepCounts
+from synthgen.reports.metrics import distinct_n, distribution, run_metrics, shingle_diversity
 
 SYSTEM = "Eres el asistente virtual de la Facultad de Ciencias."
 
@@ -267,7 +267,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = make_run_dir(
         tmp_path_factory.mktemp("run"), **rows, result=run_result(steps, cost=0.03), rejected=rejected
     )
-    return summarize(root)
+    return run_metrics(root)
 
 
 def test_summary_is_plain_json(metrics: dict[str, Any]) -> None:
@@ -333,7 +333,7 @@ def test_judge_scores_and_margins(metrics: dict[str, Any]) -> None:
 
 
 def test_turns_and_token_lengths(metrics: dict[str, Any]) -> None:
-    from synthgen.usage import count_tokens
+    from synthgen.llm.usage import count_tokens
 
     lengths = metrics["lengths"]
     assert lengths["user_turns_per_dialogue"]["histogram"] == {
@@ -378,7 +378,7 @@ def test_accented_spanish_tokens_stay_whole(tmp_path: Path) -> None:
         ("Matrícula, matricula y MATRI\u0301CULA", "Así es."),
     ]
     root = make_run_dir(tmp_path, seeds=[seed("s1", "x")], sft=[dialogue("d1", ["s1"], "x", turns)])
-    user = summarize(root)["diversity"]["user"]
+    user = run_metrics(root)["diversity"]["user"]
     # unigrams: 8 + 4 tokens, types el gato y perro matrícula matricula = 6
     # bigrams: 7 (5 types) + 3 (matrícula matricula, matricula y, y matrícula: 3 new types) = 10, 8 types
     assert (user["turns"], user["distinct_1"], user["distinct_2"]) == (2, 0.5, 0.8)
@@ -405,7 +405,7 @@ def test_distribution_statistics() -> None:
 
 def test_missing_run_json_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no run\.json") as info:
-        summarize(tmp_path)
+        run_metrics(tmp_path)
     assert "synthgen run" in str(info.value)
 
 
@@ -429,15 +429,15 @@ def test_a_run_where_everything_failed(tmp_path: Path) -> None:
     """No sft or prefs files at all: every seed is unused, distributions are empty, nothing raises."""
     steps = {"dialogues": StepCounts("dialogue", "1", "sft", items=2, failed=2, failures={"auth": 2})}
     root = make_run_dir(tmp_path, seeds=[seed("s1", "x"), seed("s2", "y")], result=run_result(steps))
-    metrics = summarize(root)
+    metrics = run_metrics(root)
     assert metrics["coverage"]["unused_seeds"] == ["s1", "s2"] and metrics["rows"]["sft"] == 0
     assert metrics["lengths"]["tokens"]["dialogue"] == {"n": 0} and metrics["judge"]["pairs"] == 0
     assert metrics["diversity"]["user"]["distinct_1"] is None and metrics["language"]["rate"] is None
     assert metrics["failures"]["dialogues"] == {"auth": {"count": 2, "example": None}}
     assert json.loads(json.dumps(metrics)) == metrics
 
-    from synthgen.report import summary
-    from synthgen.report_html import render_html
+    from synthgen.reports.html import render_html
+    from synthgen.reports.terminal import summary
 
     assert "unused seeds (2): s1, s2" in summary(root)
     assert render_html(root).count("<article") == 0

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthgen.client import ChatClient
-from synthgen.judge import grade
-from synthgen.offline import offline_reply
-from synthgen.profile import ModelProfile
+from synthgen.judge.rubric import grade
+from synthgen.llm.client import ChatClient
+from synthgen.llm.offline import offline_reply
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 
 FACTS = """<facts>

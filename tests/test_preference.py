@@ -16,10 +16,10 @@ from typing import Any
 import pydantic
 import pytest
 
-from synthgen.client import ChatClient
-from synthgen.generator import GeneratorContext, Rejected, WorkItem
+from synthgen.generators.base import GeneratorContext, Rejected, WorkItem
 from synthgen.generators.preference import PreferenceGenerator
-from synthgen.profile import ModelProfile
+from synthgen.llm.client import ChatClient
+from synthgen.llm.profile import ModelProfile
 from synthgen.prompts import PromptLibrary
 from synthgen.records import PreferenceRow, prompt_id
 from synthgen.seeds import Seed

@@ -24,7 +24,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from synthgen import load_recipe, run
-from synthgen.privacy import find_personal_data, scan_files
+from synthgen.hub.privacy import find_personal_data, scan_files
 from tests.conftest import REPO
 from tests.servers.hub_server import HubServer
 

@@ -7,15 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from synthgen.dedup import NearDuplicates, dedup_text
-from synthgen.quality import (
-    QualityConfig,
-    Rejection,
-    check_dialogue,
-    check_preference,
-    detect_language,
-    tokenize,
-)
+from synthgen.quality.dedup import NearDuplicates
+from synthgen.quality.filters import QualityConfig, Rejection, check_dialogue, check_preference
+from synthgen.quality.text import detect_language, tokenize
+from synthgen.records import OUTPUT_KINDS
 from synthgen.seeds import Seed
 
 SYSTEM = "Eres el asistente de la Facultad de Ciencias. Responde con amabilidad y precisión."
@@ -370,5 +365,5 @@ def test_near_duplicates_are_deterministic_and_keys_unique() -> None:
 
 
 def test_dedup_text_uses_user_turns_and_prompt_plus_chosen() -> None:
-    assert dedup_text(dialogue(*CLEAN)) == "\n".join(CLEAN[::2])
-    assert dedup_text(pair()) == f"{QUESTION}\n{ANSWER}"
+    assert OUTPUT_KINDS["sft"].dedup_text(dialogue(*CLEAN)) == "\n".join(CLEAN[::2])
+    assert OUTPUT_KINDS["prefs"].dedup_text(pair()) == f"{QUESTION}\n{ANSWER}"

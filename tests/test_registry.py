@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from synthgen import registry
 from synthgen.cli import main
 from synthgen.errors import GeneratorNotFound
+from synthgen.generators import registry
 from synthgen.generators.dialogue import DialogueGenerator
 from tests.conftest import REPO
 
@@ -31,10 +31,10 @@ def install(site: Path, name: str, entries: dict[str, str]) -> None:
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry.refresh()
+    registry.refresh_generators()
     yield tmp_path
     monkeypatch.undo()
-    registry.refresh()
+    registry.refresh_generators()
 
 
 def test_builtins_register_through_entry_points() -> None:
@@ -51,7 +51,7 @@ def test_an_unknown_name_suggests_the_closest(site: Path) -> None:
 
 def test_a_name_two_packages_claim_is_refused_naming_both(site: Path) -> None:
     install(site, "faculty-shadow", {"dialogue": "faculty_shadow:Dialogue", "faq": "faculty_shadow:Faq"})
-    registry.refresh()
+    registry.refresh_generators()
     with pytest.raises(GeneratorNotFound) as info:
         registry.get_generator("dialogue")
     message = str(info.value)
@@ -68,7 +68,7 @@ def test_a_name_two_packages_claim_is_refused_naming_both(site: Path) -> None:
 
 def test_the_cli_lists_a_conflict_and_a_recipe_using_it_exits_2(site: Path) -> None:
     install(site, "faculty-shadow", {"dialogue": "faculty_shadow:Dialogue"})
-    registry.refresh()
+    registry.refresh_generators()
     listed = CliRunner().invoke(main, ["generators"])
     assert listed.exit_code == 0
     assert "preference" in listed.stdout and "CONFLICT" not in listed.stdout
@@ -86,7 +86,7 @@ def test_one_package_seen_twice_on_the_path_is_not_a_conflict(
     install(other, "faculty-faq", {"faq": "faculty_faq:Faq"})  # e.g. an editable install and a copy
     sys.path.insert(0, str(other))
     try:
-        registry.refresh()
+        registry.refresh_generators()
         assert "faq" not in registry.conflicts()
         with pytest.raises(ModuleNotFoundError, match="faculty_faq"):
             registry.get_generator("faq")  # one registration: loading it is attempted, not refused

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from synthgen.cli import main
-from synthgen.report import summary
-from synthgen.report_html import render_html, write_html
-from synthgen.runner import StepCounts
+from synthgen.pipeline.runner import StepCounts
+from synthgen.reports.html import render_html, write_html
+from synthgen.reports.terminal import summary
 from tests.test_metrics import dialogue, fixture_rows, make_run_dir, run_result
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "offline-demo" / "recipe.yaml"

@@ -19,8 +19,8 @@ import pytest
 
 from synthgen import load_recipe, run
 from synthgen.errors import ResumeError
-from synthgen.estimate import estimate
-from synthgen.offline import offline_reply
+from synthgen.llm.offline import offline_reply
+from synthgen.pipeline.estimate import estimate
 from tests.conftest import REPO
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
@@ -191,7 +191,7 @@ def test_usage_adds_up_across_resumed_invocations(tmp_path: Path) -> None:
 
 
 def test_splits_are_per_seed_stratified_and_stable(tmp_path: Path) -> None:
-    from synthgen.runner import assign_splits
+    from synthgen.pipeline.runner import assign_splits
 
     recipe = load_recipe(FACULTY)
     splits = assign_splits(recipe.loaded_seeds, 0.1, 13)

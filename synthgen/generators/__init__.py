@@ -1,1 +1,3 @@
-"""Built-in generators; registered through the ``synthgen.generators`` entry points like any plugin."""
+"""Generators: the API a generator implements (:mod:`~synthgen.generators.base`), how installed ones are
+found (:mod:`~synthgen.generators.registry`, entry points), and the built-ins, registered through the same
+``synthgen.generators`` entry points as any plugin."""

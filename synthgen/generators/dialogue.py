@@ -19,11 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import ConfigError
-from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
-from ..grounding import facts_block, language_name, published_system_prompt
-from ..records import ChatMessage, DialogueRow, prompt_id
-from ..seeds import Persona, Seed
+from synthgen.determinism import item_seed
+from synthgen.errors import ConfigError
+from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+from synthgen.grounding import facts_block, language_name, published_system_prompt
+from synthgen.records import ChatMessage, DialogueRow, prompt_id
+from synthgen.seeds import Persona, Seed
 
 __all__ = ["DialogueGenerator", "StudentTurn"]
 

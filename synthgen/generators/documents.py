@@ -1,7 +1,7 @@
 """The ``documents`` generator: new seed Q&A pairs from a faculty's regulation documents.
 
 Why: writing seeds by hand is the bottleneck; the regulations already hold the facts. Each chunk
-(one article, see :mod:`synthgen.chunking`) becomes one work item, and the model writes questions a
+(one article, see :mod:`synthgen.generators.chunking`) becomes one work item, and the model writes questions a
 student would really ask with self-contained answers taken only from that chunk. Every seed cites its
 document and article, so a reviewer can check it before the seeds feed the dialogue steps.
 
@@ -22,10 +22,11 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from ..chunking import DOCUMENT_SUFFIXES, chunk, load_document, unwrap
-from ..errors import ConfigError
-from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
-from ..seeds import Seed
+from synthgen.determinism import item_seed
+from synthgen.errors import ConfigError
+from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+from synthgen.generators.chunking import DOCUMENT_SUFFIXES, chunk, load_document, unwrap
+from synthgen.seeds import Seed
 
 __all__ = [
     "DocumentsGenerator",

@@ -21,22 +21,23 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..client import Completion
-from ..errors import ConfigError
-from ..generator import Generator, GeneratorContext, Rejected, WorkItem, item_seed
-from ..grounding import facts_block, language_name, published_system_prompt
-from ..judge import RUBRIC_ROLE, Grade, grade
-from ..profile import ModelProfile, is_reasoning_model
-from ..records import PreferenceRow, prompt_id
-from ..seeds import Seed
+from synthgen.determinism import item_seed
+from synthgen.errors import ConfigError
+from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+from synthgen.grounding import facts_block, language_name, published_system_prompt
+from synthgen.judge.rubric import RUBRIC_ROLE, Grade, grade
+from synthgen.llm.client import Completion
+from synthgen.llm.profile import ModelProfile, is_reasoning_model
+from synthgen.records import PreferenceRow, prompt_id
+from synthgen.seeds import Seed
 
-__all__ = ["CandidateSpec", "PreferenceGenerator"]
+__all__ = ["PoolMember", "PreferenceGenerator"]
 
 ASSISTANT_ROLE = "assistant"
 Message = dict[str, str]
 
 
-class CandidateSpec(BaseModel):
+class PoolMember(BaseModel):
     """One entry of the candidate pool; ``temperature`` overrides the profile's."""
 
     model_config = ConfigDict(extra="forbid")
@@ -46,9 +47,9 @@ class CandidateSpec(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
-def _default_pool() -> list[CandidateSpec]:
+def _default_pool() -> list[PoolMember]:
     # Interleaved so any K >= 2 drawn cyclically mixes grounded and ungrounded candidates.
-    return [CandidateSpec(profile="assistant", grounded=g) for g in (True, False, True, False)]
+    return [PoolMember(profile="assistant", grounded=g) for g in (True, False, True, False)]
 
 
 class PreferenceGenerator(Generator):
@@ -64,7 +65,7 @@ class PreferenceGenerator(Generator):
 
         candidates: int = Field(default=4, ge=2, le=16, description="K candidates per prompt")
         judge: str = Field(default="judge", description="model profile of the judge")
-        pool: list[CandidateSpec] = Field(
+        pool: list[PoolMember] = Field(
             default_factory=_default_pool, min_length=1, description="drawn cyclically for the K candidates"
         )
         margin: float = Field(default=1.0, ge=0, description="least score gap between chosen and rejected")
@@ -134,7 +135,7 @@ class PreferenceGenerator(Generator):
         )
         specs = [cfg.pool[k % len(cfg.pool)] for k in range(cfg.candidates)]
 
-        async def candidate(k: int, spec: CandidateSpec) -> tuple[Completion, str]:
+        async def candidate(k: int, spec: PoolMember) -> tuple[Completion, str]:
             profile = _with_temperature(ctx.profiles[spec.profile], spec.temperature)
             system = grounded if spec.grounded else ctx.system_prompt
             messages = [{"role": "system", "content": system}, *turns]
@@ -238,6 +239,6 @@ def _with_temperature(profile: ModelProfile, temperature: float | None) -> Model
     return profile.model_copy(update={"temperature": temperature})
 
 
-def _variant(spec: CandidateSpec, profile: ModelProfile) -> str:
+def _variant(spec: PoolMember, profile: ModelProfile) -> str:
     temperature = "default" if profile.temperature is None else f"{profile.temperature:g}"
     return f"{spec.profile}/{'grounded' if spec.grounded else 'ungrounded'}/t={temperature}"

@@ -6,7 +6,7 @@ block holding the seed's answer, in the register of ``audience``. The published 
 in_context``), the seed question, the answer. Because the facts sit in a ``<facts>`` block and the
 question is the last user turn, the offline provider answers it extractively, so ``--offline`` works.
 
-Only the public generator API is used: ``synthgen`` (Generator, records) and ``synthgen.generator``
+Only the public generator API is used: ``synthgen`` (Generator, records) and ``synthgen.generators.base``
 (``item_seed``); nothing here reaches into synthgen internals, so synthgen upgrades do not break it.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthgen import ChatMessage, DialogueRow, Generator, GeneratorContext, Rejected, Seed, WorkItem
-from synthgen.generator import item_seed
+from synthgen.determinism import item_seed
 from synthgen.records import prompt_id
 
 __all__ = ["FaqGenerator", "facts_block"]

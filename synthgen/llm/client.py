@@ -1,0 +1,403 @@
+"""ChatClient: every LLM call synthgen makes, over ``openai.AsyncOpenAI``.
+
+Why not the bare SDK: its retries obey ``retry-after`` without jitter (clients waiting on a rate
+limit retry in lockstep), a 200 whose body is not JSON raises with no retry, and it has no notion of
+per-account limits, caching, schema re-asks or cost. Here the SDK's retries are off and tenacity
+owns them; the schema goes out as the SDK's own strict conversion of the pydantic model
+(``pydantic_function_tool``, built once per class) through ``create``, and the answer is validated
+here (``chat.completions.parse`` rebuilds the schema and a generic parsed object on every call: a
+third of a request's client CPU, see benchmarks/README.md); :mod:`limits`, :mod:`cache` and
+:mod:`usage` wrap each attempt. A request that still
+has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
+of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
+model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+import openai
+import pydantic
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
+from synthgen.errors import CompletionFailed
+from synthgen.llm.cache import ResponseCache, fingerprint
+from synthgen.llm.limits import KeyLimiter, Limits
+from synthgen.llm.offline import OFFLINE_VERSION
+from synthgen.llm.profile import ModelProfile, Prices
+from synthgen.llm.retries import Malformed, fail_fast, failure_reason, retry_after, retryable, wait
+from synthgen.llm.structured import describe, json_schema, reask_message, response_format, with_schema_note
+from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
+
+__all__ = ["ChatClient", "Completion", "Message"]
+
+log = logging.getLogger("synthgen.llm.client")
+
+Message = dict[str, str]
+SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
+SAMPLE_HEADER = "x-synthgen-sample"
+_MAX_ENLARGEMENTS = 2  # a truncated answer is asked again with 2x, then 4x the token limit
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One validated answer. ``parsed`` is the schema instance for structured requests."""
+
+    content: str
+    parsed: Any
+    model: str
+    system_fingerprint: str | None
+    finish_reason: str
+    usage: TokenUsage
+    cached: bool
+    attempts: int
+    key: str
+
+
+class _Invalid(Exception):
+    """An answer that parsed as a completion but not as the schema; re-asked with the error."""
+
+    def __init__(self, reason: str, detail: str, content: str) -> None:
+        self.reason, self.detail, self.content = reason, detail, content
+        super().__init__(detail)
+
+
+class ChatClient:
+    """Async chat completions with limits, retries, schema re-asks, a cache and a usage meter.
+
+    One instance per run; it owns one ``AsyncOpenAI`` per endpoint with an HTTP pool sized to the
+    endpoint's concurrency. Use as ``async with ChatClient(...) as client``.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: ResponseCache | None = None,
+        meter: UsageMeter | None = None,
+        limits: Limits | None = None,
+        offline: bool = False,
+    ) -> None:
+        self.cache = cache
+        self.meter = meter if meter is not None else UsageMeter()
+        self.limits = limits if limits is not None else Limits()
+        self.offline = offline
+        self._sdk: dict[tuple[str, str, str, float], openai.AsyncOpenAI] = {}
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._json_mode_noted: set[tuple[str, str, str]] = set()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every HTTP pool and the response cache (its SQLite connection)."""
+        clients, self._sdk = list(self._sdk.values()), {}
+        for sdk in clients:
+            await sdk.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def _client(self, profile: ModelProfile) -> openai.AsyncOpenAI:
+        base_url = profile.resolved_base_url
+        key = (base_url, profile.api_key_env, profile.http_backend, profile.timeout)
+        sdk = self._sdk.get(key)
+        if sdk is None:
+            limits = httpx2.Limits(
+                max_connections=profile.max_concurrency, max_keepalive_connections=profile.max_concurrency
+            )
+            timeout = httpx2.Timeout(profile.timeout, connect=min(10.0, profile.timeout))
+            http_client: httpx2.AsyncClient
+            if self.offline:
+                from synthgen.llm.offline import OfflineTransport
+
+                http_client = httpx2.AsyncClient(transport=OfflineTransport(), timeout=timeout)
+            elif profile.http_backend == "aiohttp":
+                http_client = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+            else:
+                http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+            api_key = "offline" if self.offline else profile.api_key()
+            sdk = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
+            )
+            self._sdk[key] = sdk
+        return sdk
+
+    def limiter(self, profile: ModelProfile) -> KeyLimiter:
+        # the offline provider is not the account the limits describe: pacing it at a real RPM made an
+        # offline run (or the estimate before a paid one) of a few thousand calls take many minutes
+        return self.limits.get(
+            profile.limit_key(),
+            max_concurrency=profile.max_concurrency,
+            requests_per_minute=None if self.offline else profile.requests_per_minute,
+            tokens_per_minute=None if self.offline else profile.tokens_per_minute,
+        )
+
+    def request_key(
+        self,
+        messages: Sequence[Message],
+        profile: ModelProfile,
+        schema: type[pydantic.BaseModel] | None,
+        sample: int,
+        version: str,
+    ) -> str:
+        return fingerprint(
+            {
+                "base_url": profile.resolved_base_url,
+                "model": profile.model,
+                "messages": list(messages),
+                "sampling": profile.sampling(),
+                "extra_body": profile.extra_body,
+                "structured_output": profile.structured_output if schema else None,
+                "schema": json_schema(schema) if schema else None,
+                "schema_name": schema.__name__ if schema else None,
+                "version": version,
+                "sample": sample,
+                "offline": OFFLINE_VERSION if self.offline else False,
+            }
+        )
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        profile: ModelProfile,
+        schema: type[SchemaT] | None = None,
+        sample: int = 0,
+        version: str = "",
+    ) -> Completion:
+        """One answer for ``messages``; ``sample`` picks the k-th of K independent samples.
+
+        ``version`` is the caller's (generator's) version: bumping it invalidates its cache rows.
+        """
+        key = self.request_key(messages, profile, schema, sample, version)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            parsed = schema.model_validate_json(hit["content"]) if schema else None
+            usage = TokenUsage(**hit["usage"])
+            self.meter.record_cached(hit["model"], usage)
+            return Completion(
+                content=hit["content"],
+                parsed=parsed,
+                model=hit["model"],
+                system_fingerprint=hit.get("system_fingerprint"),
+                finish_reason=hit["finish_reason"],
+                usage=usage,
+                cached=True,
+                attempts=0,
+                key=key,
+            )
+        if (pending := self._inflight.get(key)) is not None:
+            # the same request is already on the wire: share its answer instead of paying twice
+            shared = await asyncio.shield(pending)
+            self.meter.record_cached(shared.model, shared.usage)
+            return dataclasses.replace(shared, cached=True, attempts=0)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            completion = await self._complete(key, messages, profile, schema, sample)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        else:
+            future.set_result(completion)
+            return completion
+        finally:
+            del self._inflight[key]
+
+    async def _complete(
+        self,
+        key: str,
+        messages: Sequence[Message],
+        profile: ModelProfile,
+        schema: type[SchemaT] | None,
+        sample: int,
+    ) -> Completion:
+        conversation = list(messages)
+        params = self._params(profile, schema, sample)
+        attempts = 0
+        reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
+        while True:  # a truncated one is asked again with twice the token limit, never unchanged
+            raw, n = await self._send(conversation, profile, schema, params, sample)
+            attempts += n
+            try:
+                completion = self._validate(raw, schema, profile, key, attempts)
+            except _Invalid as invalid:
+                if invalid.reason in ("refusal", "content_filter"):
+                    raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
+                if invalid.reason == "length":
+                    field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                    if field not in params or enlargements == _MAX_ENLARGEMENTS:
+                        raise CompletionFailed(invalid.detail, reason="length", attempts=attempts) from None
+                    enlargements += 1
+                    params = {**params, field: params[field] * 2}
+                    continue
+                if reasks == profile.max_reasks:
+                    raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
+                reasks += 1
+                conversation = [
+                    *conversation,
+                    {"role": "assistant", "content": invalid.content},
+                    {"role": "user", "content": reask_message(invalid.detail)},
+                ]
+                continue
+            if self.cache is not None:
+                self.cache.put(
+                    key,
+                    completion.model,
+                    {
+                        "content": completion.content,
+                        "model": completion.model,
+                        "system_fingerprint": completion.system_fingerprint,
+                        "finish_reason": completion.finish_reason,
+                        "usage": {**completion.usage.__dict__},
+                    },
+                )
+            return completion
+
+    def _params(
+        self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": profile.model, **profile.sampling()}
+        if profile.seed is not None:
+            params["seed"] = profile.seed + sample  # K samples with one seed would be K equal answers
+        if profile.extra_body:
+            params["extra_body"] = profile.extra_body
+        params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
+        if schema is not None:
+            if profile.structured_output == "json_schema":
+                params["response_format"] = response_format(schema)
+            else:
+                params["response_format"] = {"type": "json_object"}
+        return params
+
+    async def _send(
+        self,
+        messages: list[Message],
+        profile: ModelProfile,
+        schema: type[pydantic.BaseModel] | None,
+        params: dict[str, Any],
+        sample: int,
+    ) -> tuple[Any, int]:
+        """One paid response, after retries; returns (raw response, attempts)."""
+        sdk = self._client(profile)
+        limiter = self.limiter(profile)
+        if schema is not None and profile.structured_output == "json_object":
+            if profile.limit_key() not in self._json_mode_noted:
+                self._json_mode_noted.add(profile.limit_key())
+                log.warning(
+                    "profile %r uses json_object mode: the schema is stated in the prompt and validated locally "
+                    "(invalid answers are re-asked), since the server does not enforce it",
+                    profile.name or profile.model,
+                )
+            messages = with_schema_note(messages, schema)
+        # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
+        estimate = (
+            count_message_tokens(messages)
+            + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
+            if limiter.tokens_per_minute
+            else 0
+        )
+        call = sdk.chat.completions.with_raw_response.create
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(profile.max_attempts) | stop_after_delay(profile.max_retry_seconds),
+            wait=wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    async with limiter.slot(estimate):
+                        try:
+                            raw = await call(messages=messages, **params)  # type: ignore[arg-type]
+                        except openai.RateLimitError as exc:
+                            limiter.pause(retry_after(exc) or 1.0)
+                            raise
+                        except openai.APIStatusError as exc:
+                            if exc.status_code == 503 and (after := retry_after(exc)):
+                                limiter.pause(after)
+                            raise
+                        limiter.learn(raw.headers)
+                    try:
+                        completion = raw.parse()
+                    except (
+                        pydantic.ValidationError,
+                        openai.LengthFinishReasonError,
+                        openai.ContentFilterFinishReasonError,
+                    ):
+                        completion = None  # invalid content, but a valid paid response: validated below
+                    except Exception as exc:  # body is not a chat completion at all
+                        raise Malformed(f"unparseable 200 response: {exc}") from exc
+                    return (raw if completion is None else completion), attempts
+        except openai.APIStatusError as exc:
+            if retryable(exc):
+                raise CompletionFailed(
+                    f"gave up after {attempts} attempts: {exc.status_code} {exc.message}",
+                    reason=failure_reason(exc),
+                    attempts=attempts,
+                ) from exc
+            raise fail_fast(exc, profile) from exc
+        except (openai.APIConnectionError, Malformed) as exc:
+            raise CompletionFailed(
+                f"gave up after {attempts} attempts: {exc}", reason=failure_reason(exc), attempts=attempts
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _validate(
+        self,
+        response: Any,
+        schema: type[pydantic.BaseModel] | None,
+        profile: ModelProfile,
+        key: str,
+        attempts: int,
+    ) -> Completion:
+        """Record usage of a paid response, then check it; raise :class:`_Invalid` to re-ask."""
+        if not isinstance(response, openai.types.chat.ChatCompletion):
+            # a raw response whose content failed the SDK's parse: rebuild the plain completion
+            response = openai.types.chat.ChatCompletion.construct(**json.loads(response.http_response.text))
+        usage = TokenUsage.from_api(response.usage)
+        prices = Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
+        self.meter.record(response.model or profile.model, usage, prices)
+        choice = response.choices[0] if response.choices else None
+        if choice is None:
+            raise _Invalid("empty", "the response has no choices", "")
+        message = choice.message
+        content = message.content or ""
+        if getattr(message, "refusal", None):
+            raise _Invalid("refusal", f"the model refused: {message.refusal}", "")
+        if choice.finish_reason == "content_filter":
+            raise _Invalid("content_filter", "the provider's content filter stopped the answer", content)
+        if choice.finish_reason == "length":
+            raise _Invalid("length", "the answer was cut at the token limit", content)
+        parsed = getattr(message, "parsed", None)
+        if schema is not None and parsed is None:
+            try:
+                parsed = schema.model_validate_json(content)
+            except pydantic.ValidationError as exc:
+                reason = (
+                    "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+                )
+                raise _Invalid(reason, describe(exc), content) from None
+        return Completion(
+            content=content,
+            parsed=parsed,
+            model=response.model or profile.model,
+            system_fingerprint=response.system_fingerprint,
+            finish_reason=choice.finish_reason or "stop",
+            usage=usage,
+            cached=False,
+            attempts=attempts,
+            key=key,
+        )

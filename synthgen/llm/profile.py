@@ -1,0 +1,136 @@
+"""Model profiles: one named endpoint + model + sampling + limits, as written in a recipe's ``models``.
+
+A profile names the environment variable holding its key (``api_key_env``), never the key, so
+recipes can be shared and published without leaking secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from synthgen.errors import AuthenticationFailed
+
+__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def name_profiles(value: object) -> object:
+    """A ``models:`` mapping with each profile's ``name`` set to its key (a ``mode="before"`` validator)."""
+    if isinstance(value, dict):
+        return {k: {**v, "name": k} if isinstance(v, dict) else v for k, v in value.items()}
+    return value
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI reasoning models reject ``temperature``/``top_p`` and ``max_tokens``."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return name.startswith(_REASONING_PREFIXES) and not name.startswith("gpt-5-chat")
+
+
+class Prices(BaseModel):
+    """USD per million tokens; overrides the built-in table in :mod:`synthgen.llm.usage`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class ModelProfile(BaseModel):
+    """Everything needed to call one model on one OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", description="the recipe key; set by the recipe loader, used in messages")
+    model: str = Field(min_length=1, description="pin snapshots (gpt-4o-2024-08-06), not aliases")
+    base_url: str | None = Field(default=None, description="default: $OPENAI_BASE_URL or OpenAI")
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="json_object for servers without json_schema support (validated locally instead)",
+    )
+    max_concurrency: int = Field(default=16, gt=0, le=4096)
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    timeout: float = Field(default=120.0, gt=0, description="seconds per attempt")
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    max_retry_seconds: float = Field(default=600.0, gt=0)
+    max_reasks: int = Field(default=3, ge=0, le=10)
+    prices: Prices | None = None
+    http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    @field_validator("extra_body")
+    @classmethod
+    def _no_secrets_in_body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            lowered = key.lower()
+            if "key" in lowered or ("token" in lowered and "max" not in lowered):
+                raise ValueError(
+                    f"extra_body may not carry {key!r}: put secrets in the env var api_key_env names"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _reasoning_params(self) -> ModelProfile:
+        if is_reasoning_model(self.model):
+            where = f"models.{self.name}." if self.name else ""
+            for field in ("temperature", "top_p", "max_tokens"):
+                if getattr(self, field) is not None:
+                    fix = "use max_completion_tokens" if field == "max_tokens" else "remove it"
+                    raise ValueError(
+                        f"{where}{field}: {self.model} is a reasoning model and rejects {field} ({fix})"
+                    )
+        return self
+
+    @property
+    def resolved_base_url(self) -> str:
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+    def api_key(self, *, required: bool = True) -> str:
+        """Read the key from the environment at call time; it is never stored on the profile."""
+        key = os.environ.get(self.api_key_env, "")
+        if not key and required:
+            raise AuthenticationFailed(
+                f"no API key: ${self.api_key_env} is empty",
+                field=f"models.{self.name}.api_key_env" if self.name else "api_key_env",
+                hint=f"export {self.api_key_env}=... or run with --offline",
+            )
+        return key
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling parameters that change the answer: they are part of the cache key."""
+        params: dict[str, Any] = {}
+        for field in (
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "max_completion_tokens",
+            "reasoning_effort",
+            "seed",
+            "stop",
+        ):
+            value = getattr(self, field)
+            if value is not None:
+                params[field] = value
+        return params
+
+    def limit_key(self) -> tuple[str, str, str]:
+        """Providers limit per account and model, not per recipe role."""
+        return (self.resolved_base_url, self.model, self.api_key_env)
+
+    def with_name(self, name: str) -> ModelProfile:
+        return self.model_copy(update={"name": name})

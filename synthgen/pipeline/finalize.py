@@ -1,0 +1,84 @@
+"""Finalize: write the dataset (data, card, run.json) into a RUN_DIR all at once.
+
+Everything is written into ``.synthgen/tmp`` first and swapped into place at the end, so a crash never
+leaves a half-written dataset, and the old dataset stays whole until the new one is complete. Rows
+land in the config of their output kind; seeds are published as the ``seeds`` config (provenance)
+and seeds a step generated from documents as ``generated/seeds.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from synthgen.card import render_card
+from synthgen.pipeline.result import RunResult
+from synthgen.recipe import Recipe
+from synthgen.rundir import PUBLISHED, SPLITS, RunDir
+
+__all__ = ["write_run_dir"]
+
+
+def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_list([dict(r) for r in rows]).to_parquet(str(path))
+
+
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "__split"}
+
+
+def write_run_dir(
+    out: Path,
+    recipe: Recipe,
+    result: RunResult,
+    outputs: Mapping[str, list[dict[str, Any]]],
+    splits: Mapping[str, str],
+    reports: Mapping[str, list[dict[str, Any]]],
+) -> None:
+    """Write data/, README.md and run.json atomically; ``reports`` (failed, rejected) go under .synthgen/."""
+    final = RunDir(out)
+    shutil.rmtree(final.tmp, ignore_errors=True)
+    staged = RunDir(final.tmp)
+    staged.path.mkdir(parents=True)
+    for config in ("sft", "prefs"):
+        rows = outputs.get(config, [])
+        for split in SPLITS:
+            chosen = [_public(r) for r in rows if r["__split"] == split]
+            if chosen:
+                _to_parquet(chosen, staged.data_file(config, split))
+    seed_rows = [{**s.model_dump(mode="json"), "split": splits[s.id]} for s in recipe.loaded_seeds]
+    for row in seed_rows:
+        row["tags"] = list(row["tags"])
+        row["source"] = row["source"] or {"document": "", "article": None}
+    _to_parquet(seed_rows, staged.data_file("seeds", "train"))
+    generated = outputs.get("seeds", [])
+    if generated:
+        staged.generated_seeds.parent.mkdir()
+        with staged.generated_seeds.open("w", encoding="utf-8") as f:
+            for row in generated:
+                f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
+    staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    staged.card.write_text(render_card(staged.path, recipe, result.to_json()), encoding="utf-8")
+    for kind, records in reports.items():
+        with final.report(kind).open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # swap into place: the old dataset stays whole until the new one is complete
+    shutil.rmtree(final.trash, ignore_errors=True)
+    final.trash.mkdir()
+    for name in PUBLISHED:
+        target = out / name
+        if target.exists():
+            os.replace(target, final.trash / name)
+        if (staged.path / name).exists():
+            os.replace(staged.path / name, target)
+    shutil.rmtree(final.trash, ignore_errors=True)
+    shutil.rmtree(final.tmp, ignore_errors=True)

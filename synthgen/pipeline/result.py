@@ -1,0 +1,55 @@
+"""What a run reports: per-step counts that account for every planned item, and ``run.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RunResult", "StepCounts"]
+
+
+@dataclass
+class StepCounts:
+    """items = ok + failed + rejected + not_started: every planned item is accounted for."""
+
+    generator: str
+    version: str
+    output: str
+    items: int = 0
+    ok: int = 0
+    failed: int = 0
+    rejected: int = 0
+    not_started: int = 0
+    rows: int = 0
+    rows_rejected: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What ``run.json`` holds. ``usage``/``cost_usd`` sum every journaled item, so they are the
+    dataset's tokens and cost across all invocations (resumes included); ``usage_this_run`` is this
+    invocation's alone."""
+
+    run_dir: str
+    recipe: str
+    fingerprint: str
+    offline: bool
+    steps: dict[str, StepCounts]
+    usage: dict[str, Any]
+    cost_usd: float
+    usage_this_run: dict[str, Any]
+    seconds: float
+    splits: dict[str, int]
+    prompts: dict[str, Any]
+    versions: dict[str, str]
+    response_models: list[str]
+    token_counter: str
+    budget: dict[str, Any]
+    complete: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

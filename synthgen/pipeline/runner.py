@@ -1,0 +1,252 @@
+"""The runner: a recipe becomes a RUN_DIR, resumably.
+
+Splits are assigned per seed before anything is generated (stratified by topic, from the recipe
+seed) and reused by every step and by evaluation, so no seed's paraphrases sit in both train and
+test. Steps run in recipe order (:func:`synthgen.pipeline.plan.walk`), each fed its ``from`` step's
+rows and run by a :class:`~synthgen.pipeline.step.StepRun`; re-running on the same RUN_DIR skips
+journaled items and refuses when the recipe's fingerprint changed. Finalize writes the Hub-layout
+dataset atomically (:mod:`synthgen.pipeline.finalize`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from synthgen._version import __version__
+from synthgen.errors import BudgetExceeded, ResumeError
+from synthgen.llm.cache import ResponseCache
+from synthgen.llm.client import ChatClient
+from synthgen.llm.limits import Limits
+from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter
+from synthgen.paths import cache_path
+from synthgen.pipeline.checks import RowChecks
+from synthgen.pipeline.estimate import estimate
+from synthgen.pipeline.finalize import write_run_dir
+from synthgen.pipeline.plan import StepPlan, assign_splits, walk
+from synthgen.pipeline.result import RunResult, StepCounts
+from synthgen.pipeline.step import StepRun, StepSettings
+from synthgen.recipe import Recipe, load_recipe
+from synthgen.rundir import RunDir
+
+__all__ = ["default_out", "run"]
+
+
+def default_out(recipe: Recipe) -> Path:
+    """Where a run goes without ``--out``: ``runs/<recipe name>`` under the working directory."""
+    return Path("runs") / recipe.name
+
+
+class _Runner:
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        offline: bool,
+        limit: int | None,
+        concurrency: int | None,
+        use_cache: bool,
+        progress: bool,
+    ) -> None:
+        self.recipe, self.out, self.offline, self.limit = recipe, out, offline, limit
+        self.rundir = RunDir(out)
+        self.profiles = {
+            n: p.model_copy(update={"max_concurrency": concurrency}) if concurrency else p
+            for n, p in recipe.models.items()
+        }
+        self.settings = StepSettings(
+            workers=2 * max(p.max_concurrency for p in self.profiles.values()),
+            progress=progress,
+            near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
+        )
+        self.client = ChatClient(
+            cache=ResponseCache(cache_path(), enabled=use_cache),
+            meter=UsageMeter(max_usd=recipe.budget.max_usd),
+            limits=Limits(),
+            offline=offline,
+        )
+        self.checks = RowChecks(
+            seeds={s.id: s for s in recipe.loaded_seeds},
+            language=recipe.language,
+            quality=recipe.quality,
+            client=self.client,
+            profiles=self.profiles,
+        )
+        self.fingerprint = recipe.fingerprint()  # once per run: it renders every template
+        self.splits: dict[str, str] = {}
+
+    def prepare(self) -> None:
+        """Create or resume the RUN_DIR state; refuse a resume under a different recipe."""
+        rd = self.rundir
+        rd.state_dir.mkdir(parents=True, exist_ok=True)
+        state = rd.read_state()
+        if state is not None:
+            if state["fingerprint"] != self.fingerprint:
+                raise ResumeError(
+                    f"{self.out} was made by a different recipe (fingerprint {state['fingerprint'][:12]} != "
+                    f"{self.fingerprint[:12]}): {_what_changed(state.get('recipe', {}), self.recipe.portable())}",
+                    path=str(self.out),
+                    hint="use a new --out, or restore the recipe to resume",
+                )
+            if state.get("offline") != self.offline:
+                raise ResumeError(
+                    f"{self.out} was made {'offline' if state.get('offline') else 'online'}",
+                    path=str(self.out),
+                    hint="use a new --out, or match --offline",
+                )
+            self.splits = rd.read_splits()
+            return
+        self.splits = assign_splits(
+            self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed
+        )
+        _write_atomic(rd.splits_file, json.dumps(self.splits, indent=1, sort_keys=True))
+        state = {
+            "fingerprint": self.fingerprint,
+            "offline": self.offline,
+            "recipe": self.recipe.portable(),
+            "created": time.time(),
+        }
+        _write_atomic(rd.state_file, json.dumps(state, indent=1))
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        self.prepare()
+        prompts = self.recipe.prompt_library()
+        steps: dict[str, StepCounts] = {}
+        reports: dict[str, list[dict[str, Any]]] = {"failed": [], "rejected": []}
+        dataset_usage = UsageMeter()  # journaled: every invocation that built this RUN_DIR
+        budget_exhausted = False
+
+        async def produce(plan: StepPlan) -> list[dict[str, Any]]:
+            nonlocal budget_exhausted
+            step_run = StepRun(
+                plan,
+                self.rundir.journal(plan.step.name),
+                checks=self.checks,
+                settings=self.settings,
+                meter=self.client.meter,
+            )
+            t0 = time.monotonic()
+            if not budget_exhausted:
+                budget_exhausted = await step_run.execute(plan.context(self.client, self.profiles, prompts))
+            outcome = step_run.collect()
+            outcome.counts.seconds = round(time.monotonic() - t0, 3)
+            steps[plan.step.name] = outcome.counts
+            dataset_usage.merge(step_run.usage.snapshot())
+            for kind, records in outcome.reports.items():
+                reports[kind].extend(records)
+            return outcome.rows
+
+        async with self.client:
+            outputs = await walk(self.recipe, self.splits, produce, limit=self.limit)
+        result = RunResult(
+            run_dir=self.out.name,  # the folder's name only: an absolute path can name a person
+            recipe=self.recipe.name,
+            fingerprint=self.fingerprint,
+            offline=self.offline,
+            steps=steps,
+            usage=dataset_usage.snapshot(),
+            cost_usd=round(dataset_usage.spent_usd, 6),
+            usage_this_run=self.client.meter.snapshot(),
+            seconds=round(time.monotonic() - started, 3),
+            splits=dict(Counter(self.splits.values())),
+            prompts=prompts.hashes(),
+            versions=_versions(self.recipe),
+            response_models=sorted(set(dataset_usage.by_model) | set(dataset_usage.cached_by_model)),
+            token_counter=TOKEN_COUNTER,
+            budget={"max_usd": self.recipe.budget.max_usd, "exhausted": budget_exhausted},
+            complete=all(c.not_started == 0 for c in steps.values()),
+        )
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for step in self.recipe.steps:
+            by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
+        write_run_dir(self.out, self.recipe, result, by_kind, self.splits, reports)
+        return result
+
+
+def _what_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "changed: " + (", ".join(keys) if keys else "seeds or prompt files")
+
+
+def _versions(recipe: Recipe) -> dict[str, str]:
+    from importlib.metadata import version
+
+    versions = {"synthgen": __version__}
+    for package in ("openai", "datasets", "huggingface-hub", "pydantic", "tenacity"):
+        with contextlib.suppress(Exception):
+            versions[package] = version(package)
+    for step in recipe.steps:
+        generator = recipe.generator(step)
+        versions[f"generator:{generator.name}"] = generator.version
+    return versions
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _budget_gate(recipe: Recipe, confirm: Callable[[str], bool]) -> None:
+    """Before spending: when the estimate passes ``budget.max_usd``, ask ``confirm`` whether to go on."""
+    budget = recipe.budget.max_usd
+    if budget is None:
+        return
+    planned = estimate(recipe)
+    if planned.usd > budget and not confirm(
+        f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; "
+        "generation stops at the budget. Continue?"
+    ):
+        raise BudgetExceeded(
+            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; not started",
+            path=recipe.path,
+            field="budget.max_usd",
+            hint="raise budget.max_usd, lower per_seed or candidates, or run with --yes to stop at the budget",
+        )
+
+
+def run(
+    recipe: Recipe | str | Path,
+    *,
+    out: str | Path | None = None,
+    offline: bool = False,
+    limit: int | None = None,
+    concurrency: int | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+) -> RunResult:
+    """Generate the recipe's datasets into ``out`` (default ``runs/<name>``), resuming what is there.
+
+    ``confirm`` is the budget gate: when given and the recipe has a budget, the run is estimated first
+    and ``confirm(message)`` decides whether to start when the estimate passes it (the CLI passes
+    ``click.confirm``); declining raises :class:`~synthgen.errors.BudgetExceeded`. Offline runs cost
+    nothing and are never gated.
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    out = Path(out) if out is not None else default_out(recipe)
+    if confirm is not None and not offline:
+        _budget_gate(recipe, confirm)
+    runner = _Runner(
+        recipe,
+        out,
+        offline=offline,
+        limit=limit,
+        concurrency=concurrency,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    try:
+        return asyncio.run(runner.run())  # the client closes its cache on the way out
+    finally:
+        shutil.rmtree(runner.rundir.tmp, ignore_errors=True)

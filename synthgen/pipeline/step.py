@@ -1,0 +1,222 @@
+"""Running one step: schedule its items, journal each, check its rows, collect and count them.
+
+A step's work items run on one event loop, ``settings.workers`` at a time under the client's limits,
+and each finished item is journaled at once (so a killed run resumes where it stopped). Every row
+passes the :class:`~synthgen.pipeline.checks.RowChecks` before it is journaled; collecting the journal
+in plan order deduplicates near-identical rows and fills :class:`StepCounts`, which account for every
+planned item. Collaborators are handed in (checks, settings, the usage meter that knows the budget);
+the step hands back its rows, counts, reports and whether the budget stopped it. The run around the
+steps (splits, resume, finalize) is :mod:`synthgen.pipeline.runner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from synthgen.errors import CompletionFailed, SynthgenError
+from synthgen.generators.base import GeneratorContext, Rejected, WorkItem
+from synthgen.llm.usage import UsageMeter, attributed
+from synthgen.pipeline.checks import RowChecks
+from synthgen.pipeline.journal import Journal
+from synthgen.pipeline.plan import StepPlan
+from synthgen.pipeline.result import StepCounts
+from synthgen.quality.dedup import NearDuplicates
+from synthgen.records import output_kind
+
+__all__ = ["StepOutcome", "StepRun", "StepSettings"]
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    workers: int
+    progress: bool
+    near_duplicate_threshold: float
+
+
+@dataclass
+class StepOutcome:
+    """What a step hands back: its kept rows (in plan order, each with ``__split``), its counts, and a
+    record of every failed item and rejected item or row (``failed``, ``rejected``)."""
+
+    rows: list[dict[str, Any]]
+    counts: StepCounts
+    reports: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"failed": [], "rejected": []})
+
+
+class StepRun:
+    """One step: schedule, journal, check; ``collect`` turns the journal into its outcome."""
+
+    def __init__(
+        self,
+        plan: StepPlan,
+        journal: Path,
+        *,
+        checks: RowChecks,
+        settings: StepSettings,
+        meter: UsageMeter,
+    ) -> None:
+        self.plan, self.checks, self.settings, self.meter = plan, checks, settings, meter
+        self.journal = Journal(journal)
+        generator = plan.generator
+        self.kind = output_kind(generator.output)
+        self.counts = StepCounts(generator.name, generator.version, generator.output)
+        self.usage = UsageMeter()  # over every journaled item: all invocations that built this step
+
+    async def execute(self, ctx: GeneratorContext) -> bool:
+        """Generate every item not yet journaled; True when the budget stopped scheduling."""
+        items = self.plan.items
+        done = self.journal.load()
+        pending: Iterator[WorkItem] = iter([i for i in items if i.id not in done])
+        bar = tqdm(
+            total=len(items),
+            initial=len(items) - sum(1 for i in items if i.id not in done),
+            desc=self.plan.step.name,
+            unit="item",
+            disable=not self.settings.progress,
+            leave=False,
+        )
+        meter = self.meter
+        status: Counter[str] = Counter(entry["status"] for entry in done.values())
+        budget_stop = False
+
+        async def worker() -> None:
+            nonlocal budget_stop
+            for item in pending:
+                if meter.over_budget:
+                    budget_stop = True
+                    return
+                entry = await self.process(item, ctx)
+                self.journal.append(entry)
+                status[entry["status"]] += 1
+                bar.update()
+                total = meter.total()
+                bar.set_postfix(
+                    rows=status["ok"],
+                    failed=status["failed"],
+                    rejected=status["rejected"],
+                    tokens=total.total_tokens,
+                    usd=f"{total.cost_usd:.2f}",
+                    refresh=False,
+                )
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self.settings.workers):
+                    group.create_task(worker())
+        except* SynthgenError as errors:
+            raise errors.exceptions[0] from None
+        finally:
+            bar.close()
+            self.journal.close()
+        return budget_stop
+
+    async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
+        """The journal entry of one item, with the tokens and cost its calls took (cache hits apart)."""
+        with attributed() as usage:
+            entry = await self._process(item, ctx)
+        snapshot = usage.snapshot()
+        entry["usage"] = {
+            k: snapshot[k] for k in ("by_model", "cached_by_model", "cache_hits", "unpriced_models")
+        }
+        return entry
+
+    async def _process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
+        entry: dict[str, Any] = {"item": item.id, "split": item.split, "seed_ids": list(item.seed_ids)}
+        try:
+            rows = await self.plan.generator.generate(item, ctx)
+        except CompletionFailed as exc:
+            return {**entry, "status": "failed", "reason": exc.reason, "detail": exc.message[:500]}
+        except Rejected as exc:
+            return {**entry, "status": "rejected", "reason": exc.reason, "detail": exc.detail[:500]}
+        kept: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                verdict = await self.checks(self.kind.name, row, ctx)
+            except ValidationError as exc:
+                return {**entry, "status": "failed", "reason": "invalid_row", "detail": str(exc)[:500]}
+            except CompletionFailed as exc:
+                return {
+                    **entry,
+                    "status": "failed",
+                    "reason": f"claims_{exc.reason}",
+                    "detail": exc.message[:500],
+                }
+            if verdict is None:
+                kept.append(row)
+            else:
+                dropped.append({"reason": verdict.reason, "detail": verdict.detail, "row": row})
+        if not kept:
+            first = dropped[0] if dropped else {"reason": "empty", "detail": "no rows"}
+            return {
+                **entry,
+                "status": "rejected",
+                "reason": first["reason"],
+                "detail": first["detail"],
+                "dropped": dropped,
+            }
+        return {**entry, "status": "ok", "rows": kept, "dropped": dropped}
+
+    def collect(self) -> StepOutcome:
+        """Rows of journaled items in plan order, deduplicated, with counts and reports."""
+        journal = self.journal.load()
+        counts = self.counts
+        counts.items = len(self.plan.items)
+        outcome = StepOutcome(rows=[], counts=counts)
+        step = self.plan.step.name
+
+        def report(kind: str, item: str, reason: str, detail: str, row: Any = None) -> None:
+            record = {"step": step, "item": item, "reason": reason, "detail": detail}
+            if row is not None:
+                record["row"] = row
+            outcome.reports[kind].append(record)
+
+        def rejected_row(item: str, reason: str, detail: str, row: Any) -> None:
+            report("rejected", item, reason, detail, row)
+            counts.rows_rejected += 1
+            counts.rejections[reason] = counts.rejections.get(reason, 0) + 1
+
+        for journaled in journal.values():
+            self.usage.merge(journaled.get("usage", {}))
+        dedup = NearDuplicates(threshold=self.settings.near_duplicate_threshold)
+        for item in self.plan.items:
+            entry = journal.get(item.id)
+            if entry is None:
+                counts.not_started += 1
+                continue
+            for dropped in entry.get("dropped", []):
+                rejected_row(item.id, dropped["reason"], dropped["detail"], dropped["row"])
+            if entry["status"] == "failed":
+                counts.failed += 1
+                counts.failures[entry["reason"]] = counts.failures.get(entry["reason"], 0) + 1
+                report("failed", item.id, entry["reason"], entry["detail"])
+                continue
+            if entry["status"] == "rejected":
+                counts.rejected += 1
+                if not entry.get("dropped"):
+                    counts.rejections[entry["reason"]] = counts.rejections.get(entry["reason"], 0) + 1
+                    report("rejected", item.id, entry["reason"], entry["detail"])
+                continue
+            kept: list[dict[str, Any]] = []
+            for row in entry["rows"]:
+                verdict = dedup.check(f"{item.id}#{len(kept)}", self.kind.dedup_text(row))
+                if verdict is None:
+                    kept.append(row)
+                else:
+                    rejected_row(item.id, verdict.reason, verdict.detail, row)
+            if not kept:
+                counts.rejected += 1
+                continue
+            counts.ok += 1
+            counts.rows += len(kept)
+            outcome.rows.extend({**row, "__split": entry["split"]} for row in kept)
+        counts.usage = self.usage.snapshot()["total"]
+        return outcome
