@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import pkgutil
 import warnings
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import synthgen
 from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.usage import TokenUsage, UsageMeter, cost_usd, count_tokens, price_for
+from tests.conftest import REPO
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -90,3 +92,34 @@ def test_profile_reads_the_key_at_call_time_and_never_stores_it(monkeypatch: pyt
     assert profile.api_key() == "sk-secret"
     assert "sk-secret" not in profile.model_dump_json()
     assert profile.limit_key() == ("https://api.openai.com/v1", "gpt-4o", "MY_KEY")
+
+
+def test_first_release_plugin_paths_still_work_with_a_deprecation_warning() -> None:
+    """``synthgen.generator.item_seed`` and ``synthgen.registry.refresh()`` were documented for plugins:
+    they keep working for one minor release, each use saying where the name lives now."""
+    with pytest.warns(DeprecationWarning, match="from synthgen import item_seed"):
+        from synthgen.generator import item_seed
+    assert item_seed is synthgen.item_seed
+    with pytest.warns(DeprecationWarning, match="from synthgen import Generator"):
+        from synthgen.generator import Generator
+    assert Generator is synthgen.Generator
+    from synthgen import registry
+
+    with pytest.warns(DeprecationWarning, match="refresh_generators"):
+        registry.refresh()
+    assert "dialogue" in synthgen.available_generators()
+    with pytest.raises(ImportError):
+        from synthgen.generator import not_a_name  # noqa: F401
+
+
+def test_verbs_take_a_recipe_object_or_a_path(tmp_path: Path) -> None:
+    recipe_path = REPO / "recipes" / "offline-demo" / "recipe.yaml"
+    recipe = synthgen.load_recipe(recipe_path)
+    assert synthgen.validate_recipe(recipe_path).splitlines()[0] == f"ok: {recipe_path}"
+    assert (
+        synthgen.validate_recipe(recipe).splitlines()[1:]
+        == synthgen.validate_recipe(recipe_path).splitlines()[1:]
+    )
+    by_path = synthgen.estimate(recipe_path, offline=True)
+    by_object = synthgen.estimate(recipe, offline=True)
+    assert by_path.to_json() == by_object.to_json() and by_path.usd > 0

@@ -11,6 +11,10 @@ third of a request's client CPU, see benchmarks/README.md); :mod:`limits`, :mod:
 has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
 model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
+
+One module on purpose (~400 lines): a request's life (cache, limits, attempt, re-ask, enlarge, count)
+reads as one story; its parts with a concept of their own already live beside it (retries,
+structured, limits, cache, usage).
 """
 
 from __future__ import annotations

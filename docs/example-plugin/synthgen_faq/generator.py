@@ -6,8 +6,8 @@ block holding the seed's answer, in the register of ``audience``. The published 
 in_context``), the seed question, the answer. Because the facts sit in a ``<facts>`` block and the
 question is the last user turn, the offline provider answers it extractively, so ``--offline`` works.
 
-Only the public generator API is used: ``synthgen`` (Generator, records) and ``synthgen.generators.base``
-(``item_seed``); nothing here reaches into synthgen internals, so synthgen upgrades do not break it.
+Only synthgen's public API is used (``from synthgen import ...``): nothing here reaches into synthgen
+internals, so synthgen upgrades do not break it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from synthgen import ChatMessage, DialogueRow, Generator, GeneratorContext, Rejected, Seed, WorkItem
-from synthgen.determinism import item_seed
-from synthgen.records import prompt_id
+from synthgen import (
+    ChatMessage,
+    DialogueRow,
+    Generator,
+    GeneratorContext,
+    Rejected,
+    Seed,
+    WorkItem,
+    item_seed,
+    prompt_id,
+)
 
 __all__ = ["FaqGenerator", "facts_block"]
 

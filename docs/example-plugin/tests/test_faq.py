@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 from synthgen_faq import FaqGenerator
 
-from synthgen import ChatClient, DialogueRow, GeneratorContext, ModelProfile, Seed, load_recipe, run
-from synthgen.prompts import PromptLibrary
+from synthgen import (
+    ChatClient,
+    DialogueRow,
+    GeneratorContext,
+    ModelProfile,
+    PromptLibrary,
+    Seed,
+    load_recipe,
+    run,
+)
 
 SEEDS = [
     Seed(

@@ -21,9 +21,9 @@ from synthgen.cli import main
 from synthgen.pipeline.runner import StepCounts
 from synthgen.reports.html import render_html, write_html
 from synthgen.reports.terminal import summary
-from tests.test_metrics import dialogue, fixture_rows, make_run_dir, run_result
+from tests.reports.test_metrics import dialogue, fixture_rows, make_run_dir, run_result
 
-DEMO = Path(__file__).resolve().parents[1] / "recipes" / "offline-demo" / "recipe.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "recipes" / "offline-demo" / "recipe.yaml"
 HOSTILE = 'Una duda con <script>document.body.dataset.pwned = "1"</script> & "comillas" <b>negrita</b>'
 PLOTS = 10  # topics, rows per seed, turns, 3 token lengths, judge scores, margins, drops, tokens per step
 

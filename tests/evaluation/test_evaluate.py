@@ -31,7 +31,7 @@ from synthgen.evaluation.recipe import load_eval_recipe
 from synthgen.evaluation.stats import cluster_bootstrap, weighted_kappa
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY_ENV = "SYNTHGEN_TEST_EVAL_KEY"
 SEEDS = {
     "m1": (

@@ -24,7 +24,7 @@ pytest.importorskip("trl")
 from synthgen.cli import main
 from tests.tiny_model import build_tiny_llama, make_run_dir, run_dir_texts
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "recipes" / "offline-demo"
 
 

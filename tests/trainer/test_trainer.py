@@ -39,7 +39,7 @@ from trainer.preflight import (
     preflight_sft,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EOT = "<|im_end|>"
 # The shipped CPU demo configs drive the runs; only the paths are overridden on the command line.
 DEMO_SFT = REPO / "recipes" / "offline-demo" / "sft.yaml"
