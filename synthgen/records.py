@@ -129,6 +129,8 @@ class OutputKind:
     row_model: type[BaseModel]
     dedup_text: Callable[[Mapping[str, Any]], str]
     answers: Callable[[Mapping[str, Any]], list[str]]  # what claim verification checks
+    # rows published as ``generated/<name>.jsonl`` (for review) rather than as a config's parquet splits
+    generated: bool = False
 
     def validate(self, row: Mapping[str, Any]) -> None:
         """Raise pydantic's ValidationError unless ``row`` (less runner bookkeeping) is of this kind."""
@@ -143,7 +145,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
         lambda row: [m["content"] for m in row["messages"] if m["role"] == "assistant"],
     ),
     "prefs": OutputKind("prefs", PreferenceRow, _prefs_dedup, lambda row: [row["chosen"][0]["content"]]),
-    "seeds": OutputKind("seeds", Seed, _seeds_dedup, lambda row: []),
+    "seeds": OutputKind("seeds", Seed, _seeds_dedup, lambda row: [], generated=True),
 }
 
 

@@ -49,9 +49,9 @@ class RunDir:
     def run_json(self) -> Path:
         return self.path / "run.json"
 
-    @property
-    def generated_seeds(self) -> Path:
-        return self.path / "generated" / "seeds.jsonl"
+    def generated(self, kind: str) -> Path:
+        """Rows of a kind published for review rather than as a config: ``generated/seeds.jsonl``."""
+        return self.path / "generated" / f"{kind}.jsonl"
 
     def data_dir(self, config: str) -> Path:
         return self.path / "data" / config

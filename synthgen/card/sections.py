@@ -81,17 +81,6 @@ def _illustrative(recipe: Recipe) -> bool:
     return False
 
 
-_METHODS = {
-    "dialogue": "UltraChat-style simulation: a student-simulator model writes the opening question in a "
-    "persona's voice and the follow-ups; the assistant model answers seeing the seed's facts (the seed and "
-    "related seeds of its topic). One work item is a seed x persona x variant.",
-    "preference": "UltraFeedback-style judging: for a user turn of each dialogue, K candidate answers "
-    "come from a pool of grounded and ungrounded profiles; a judge scores each 1-10 against the seed "
-    "answer with a rubric; the best becomes `chosen` and a worse one, by at least the configured "
-    "margin, `rejected`.",
-    "documents": "Question/answer extraction: the faculty's regulation documents are chunked and a model "
-    "writes seed Q&A pairs grounded in each chunk (`generated/seeds.jsonl`).",
-}
 _COLUMNS = {
     "sft": "`messages` (the deployment system prompt, then alternating user/assistant turns), `prompt_id`, "
     "`dialogue_id`, `seed_ids`, `topic`, `persona`, `generator`, `model`: the ultrachat_200k layout that "
@@ -129,7 +118,7 @@ def _method(recipe: Recipe, result: Mapping[str, Any]) -> str:
     steps = []
     for i, step in enumerate(recipe.steps, start=1):
         gen = recipe.generator(step)
-        what = _METHODS.get(gen.name) or gen.description or (type(gen).__doc__ or "").strip().split("\n")[0]
+        what = gen.card_method or gen.description or (type(gen).__doc__ or "").strip().split("\n")[0]
         source = f" from `{step.from_}`" if step.from_ else ""
         steps.append(f"{i}. `{step.name}` ({gen.name} v{gen.version}{source}, writes `{gen.output}`): {what}")
     grounding = (
@@ -323,7 +312,7 @@ def _recipe(recipe: Recipe, result: Mapping[str, Any]) -> str:
     body = yaml.safe_dump(recipe.portable(), sort_keys=False, allow_unicode=True, width=100)
     return f"""## Recipe
 
-Recipe fingerprint `{result.get("fingerprint", recipe.fingerprint())}` (what determines the rows:
+Recipe fingerprint `{result.get("fingerprint") or recipe.fingerprint()}` (what determines the rows:
 seeds, models, sampling, steps, prompts, quality settings). The recipe as written (defaults apply to
 what it omits), with paths relative to its file:
 

@@ -104,6 +104,8 @@ class Generator:
     version: ClassVar[str]
     output: ClassVar[OutputName]
     description: ClassVar[str] = ""
+    # how the rows are made, for the dataset card's "How it was made" (defaults to ``description``)
+    card_method: ClassVar[str] = ""
     # a plugin's own templates live in <prompt_package>/prompts/<language>/<role>.txt (see prompts.py)
     prompt_package: ClassVar[str | None] = None
     # the recipe's folder (set when the recipe resolves the step): ``path_fields`` are resolved against

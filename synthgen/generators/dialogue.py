@@ -73,6 +73,11 @@ class DialogueGenerator(Generator):
     name = "dialogue"
     version = "1"
     output = "sft"
+    card_method = (
+        "UltraChat-style simulation: a student-simulator model writes the opening question in a persona's"
+        " voice and the follow-ups; the assistant model answers seeing the seed's facts (the seed and "
+        "related seeds of its topic). One work item is a seed x persona x variant."
+    )
     description = "UltraChat-style student/assistant dialogues grounded in the seed facts"
 
     class Config(BaseModel):

@@ -66,6 +66,10 @@ class DocumentsGenerator(Generator):
     name = "documents"
     version = "1"
     output = "seeds"
+    card_method = (
+        "Question/answer extraction: the faculty's regulation documents are chunked and a model writes "
+        "seed Q&A pairs grounded in each chunk (`generated/seeds.jsonl`)."
+    )
     description = "new seed Q&A pairs from regulation documents (Markdown, text, PDF), citing the article"
     path_fields: ClassVar[tuple[str, ...]] = ("documents",)
 

@@ -58,6 +58,12 @@ class PreferenceGenerator(Generator):
     name: ClassVar[str] = "preference"
     version: ClassVar[str] = "1"
     output: ClassVar[Literal["prefs"]] = "prefs"
+    card_method = (
+        "UltraFeedback-style judging: for a user turn of each dialogue, K candidate answers come from a "
+        "pool of grounded and ungrounded profiles; a judge scores each 1-10 against the seed answer with "
+        "a rubric; the best becomes `chosen` and a worse one, by at least the configured margin, "
+        "`rejected`."
+    )
     description: ClassVar[str] = "UltraFeedback-style pairs: K candidates graded by an LLM judge"
 
     class Config(BaseModel):

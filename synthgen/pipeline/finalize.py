@@ -18,6 +18,7 @@ from typing import Any
 from synthgen.card import render_card
 from synthgen.pipeline.result import RunResult
 from synthgen.recipe import Recipe
+from synthgen.records import OUTPUT_KINDS
 from synthgen.rundir import PUBLISHED, SPLITS, RunDir
 
 __all__ = ["write_run_dir"]
@@ -48,27 +49,29 @@ def write_run_dir(
     shutil.rmtree(final.tmp, ignore_errors=True)
     staged = RunDir(final.tmp)
     staged.path.mkdir(parents=True)
-    for config in ("sft", "prefs"):
-        rows = outputs.get(config, [])
-        for split in SPLITS:
+    for kind in OUTPUT_KINDS.values():
+        rows = outputs.get(kind.name, [])
+        for split in () if kind.generated else SPLITS:
             chosen = [_public(r) for r in rows if r["__split"] == split]
             if chosen:
-                _to_parquet(chosen, staged.data_file(config, split))
+                _to_parquet(chosen, staged.data_file(kind.name, split))
     seed_rows = [{**s.model_dump(mode="json"), "split": splits[s.id]} for s in recipe.loaded_seeds]
     for row in seed_rows:
         row["tags"] = list(row["tags"])
         row["source"] = row["source"] or {"document": "", "article": None}
     _to_parquet(seed_rows, staged.data_file("seeds", "train"))
-    generated = outputs.get("seeds", [])
-    if generated:
-        staged.generated_seeds.parent.mkdir()
-        with staged.generated_seeds.open("w", encoding="utf-8") as f:
-            for row in generated:
-                f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
+    for kind in OUTPUT_KINDS.values():
+        generated = outputs.get(kind.name, []) if kind.generated else []
+        if generated:
+            path = staged.generated(kind.name)
+            path.parent.mkdir(exist_ok=True)
+            with path.open("w", encoding="utf-8") as f:
+                for row in generated:
+                    f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
     staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     staged.card.write_text(render_card(staged.path, recipe, result.to_json()), encoding="utf-8")
-    for kind, records in reports.items():
-        with final.report(kind).open("w", encoding="utf-8") as f:
+    for report, records in reports.items():
+        with final.report(report).open("w", encoding="utf-8") as f:
             for record in records:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
     # swap into place: the old dataset stays whole until the new one is complete

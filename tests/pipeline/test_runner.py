@@ -239,3 +239,36 @@ def test_pilot_estimate_is_within_15_percent_of_the_run(endpoint: Any, tmp_path:
         f"pilot estimate {planned.tokens:.0f} tokens vs measured {measured}: "
         f"{(planned.tokens - measured) / measured:+.1%}"
     )
+
+
+def test_a_run_resolves_each_generator_once_and_fingerprints_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipe resolves each step's generator once (entry point + Config validation), and a run
+    computes the fingerprint (which renders every template) once; the first release built 32
+    generator instances and 3 fingerprints for a 2-step offline run."""
+    from synthgen import recipe as recipe_module
+    from synthgen.recipe import Recipe
+
+    lookups: Counter[str] = Counter()
+    real_lookup, real_fingerprint = recipe_module.get_generator, Recipe.fingerprint
+
+    def counting_lookup(name: str) -> Any:
+        lookups[name] += 1
+        return real_lookup(name)
+
+    fingerprints = 0
+
+    def counting_fingerprint(self: Recipe) -> str:
+        nonlocal fingerprints
+        fingerprints += 1
+        return real_fingerprint(self)
+
+    recipe = load_recipe(DEMO)
+    monkeypatch.setattr(recipe_module, "get_generator", counting_lookup)
+    monkeypatch.setattr(Recipe, "fingerprint", counting_fingerprint)
+    result = run(recipe, out=tmp_path / "run", offline=True, limit=4)
+    assert result.steps["dialogues"].rows > 0
+    assert lookups == Counter()  # resolved while loading, never again
+    assert fingerprints == 1
+    assert result.fingerprint == real_fingerprint(recipe)
