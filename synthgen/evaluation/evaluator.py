@@ -1,29 +1,12 @@
 """Evaluation: candidate models x four question sets, graded by an LLM judge, with clustered CIs.
 
-``synthgen evaluate EVAL_RECIPE [--offline] [--out DIR]`` reads an eval recipe::
+``synthgen evaluate EVAL_RECIPE [--offline] [--out DIR]`` reads an eval recipe
+(:mod:`synthgen.evaluation.recipe`), answers every question with every candidate, and judges.
 
-    name: offline-demo-eval
-    recipe: recipe.yaml                 # the generation recipe: seeds, system prompt, model profiles
-    run_dir: ../../runs/offline-demo    # its RUN_DIR: the train/test split of every seed
-    seed: 13                            # question sampling, blinded label order, bootstrap
-    judge: eval-judge                   # a profile of `models` (or of the recipe)
-    models: {eval-judge: {model: ..., base_url: ...}, weak: {model: ...}}
-    candidates:
-      - {name: tuned, endpoint: tuned}                  # OpenAI-compatible server (vLLM, ...)
-      - {name: teacher, endpoint: assistant, facts: true}
-      - {name: local, model: ../../out/dpo}             # transformers checkpoint or PEFT adapter
-      - {name: other, answers: answers.jsonl}           # {"question_id", "answer"} per line
-    sets:
-      paraphrases: {profile: paraphraser, max_seeds: 20}  # new wording of trained seeds
-      heldout: {}                                       # the test split: never trained
-      out_of_scope: {path: out_of_scope.txt}            # must be declined and referred
-      real: {path: real_queries.csv}                    # coverage of what students really ask
-    modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
-    bootstrap: {samples: 1000, confidence: 0.95}
-
-The sets are reported separately: they measure different things (:mod:`synthgen.evaluation.questions`). In
-``--out``: ``judgments.jsonl`` (every judge call, failed ones included), ``answers.jsonl``,
-``questions.jsonl``, ``summary.json``, ``summary.md``; labels and calibration: :mod:`synthgen.evaluation.calibration`.
+The sets are reported separately: they measure different things
+(:mod:`synthgen.evaluation.questions`). In ``--out``: ``judgments.jsonl`` (every judge call, failed
+ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``; labels and
+calibration: :mod:`synthgen.evaluation.calibration`.
 """
 
 from __future__ import annotations

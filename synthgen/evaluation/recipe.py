@@ -21,6 +21,8 @@ An eval recipe::
     modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
     bootstrap: {samples: 1000, confidence: 0.95}
 
+Paths are resolved against the eval recipe's folder; profile names are checked against the eval
+recipe's ``models`` and the generation recipe's. Errors read like a recipe's (``file:line: field``).
 """
 
 from __future__ import annotations
