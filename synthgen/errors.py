@@ -15,6 +15,9 @@ what to do (``hint``) so the message reads ``file:line: field: message (hint)``:
     │                                  runner records it as a failure, it never kills a run
     ├── BudgetExceeded                 spending would pass budget.max_usd (exit 1)
     ├── ResumeError                    a RUN_DIR cannot be resumed with this recipe
+    ├── RunDirLocked                   another process is running, finalizing or publishing it
+    ├── RunFailed                      no rows, or too many failed items (exit 1); the dataset
+    │                                  already in the RUN_DIR is kept
     ├── PublishError                   publishing refused: token, RUN_DIR, repo id
     │   ├── PersonalDataFound          the privacy gate found personal data (``report``)
     │   └── PublishFailed              the Hub failed after bounded retries (exit 1)
@@ -37,6 +40,8 @@ __all__ = [
     "PublishFailed",
     "RecipeError",
     "ResumeError",
+    "RunDirLocked",
+    "RunFailed",
     "SeedError",
     "SynthgenError",
     "TrainerError",
@@ -122,6 +127,16 @@ class BudgetExceeded(SynthgenError):
 
 class ResumeError(SynthgenError):
     """A RUN_DIR was made by a different recipe fingerprint and cannot be resumed."""
+
+
+class RunDirLocked(SynthgenError):
+    """Another process holds the RUN_DIR (run, finalize or publish): one writer at a time."""
+
+
+class RunFailed(SynthgenError):
+    """The run produced no rows or failed too many items; the RUN_DIR's previous dataset is kept."""
+
+    exit_code = 1
 
 
 class PublishError(SynthgenError):

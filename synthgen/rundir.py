@@ -8,7 +8,8 @@ plus a private ``.synthgen/`` folder that is never published::
     generated/seeds.jsonl              seeds made from documents, when a step made any
     run.json                           the run's result: counts, usage, cost, versions, fingerprint
     .synthgen/                         state.json, splits.json, journal/<step>.jsonl, failures.jsonl,
-                                       rejected.jsonl, publish.json, tmp/ and trash/ of finalize
+                                       rejected.jsonl, publish.json, lock (one writer at a time),
+                                       tmp/ and trash/ of finalize
 
 This module is the one place that spells those names. The pipeline writes through these paths; the
 card, reports, evaluation and publishing read through them. It imports nothing of synthgen but
@@ -17,12 +18,16 @@ card, reports, evaluation and publishing read through them. It imports nothing o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthgen.errors import ConfigError
+from synthgen.errors import ConfigError, RunDirLocked
 
 __all__ = ["CONFIGS", "PUBLISHED", "SPLITS", "RunDir", "data_files"]
 
@@ -101,6 +106,52 @@ class RunDir:
     @property
     def trash(self) -> Path:
         return self.state_dir / "trash"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        """Who holds the lock (pid, action, since): read by a second process to say who is in the way."""
+        return self.state_dir / "lock.json"
+
+    @contextlib.contextmanager
+    def locked(self, action: str) -> Iterator[None]:
+        """Hold the RUN_DIR while ``action`` (run, publish) writes it; a second process fails at once.
+
+        An OS file lock (``flock``), so the kernel releases it when the process dies, SIGKILL
+        included: a crash never leaves a stale lock behind. Raises :class:`RunDirLocked` naming the
+        process that holds it.
+        """
+        from filelock import FileLock, Timeout
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_file, blocking=False, thread_local=False, fallback_to_soft=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunDirLocked(
+                f"{self.path} is in use: {self._holder()}",
+                path=self.path,
+                hint="wait for that process to finish (or stop it), or use another --out",
+            ) from None
+        try:
+            owner = {"pid": os.getpid(), "action": action, "since": round(time.time(), 3)}
+            self.lock_owner.write_text(json.dumps(owner), encoding="utf-8")
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                self.lock_owner.unlink()
+            lock.release()
+
+    def _holder(self) -> str:
+        try:
+            owner = json.loads(self.lock_owner.read_text(encoding="utf-8"))
+            since = time.strftime("%H:%M:%S", time.localtime(owner["since"]))
+            return f"synthgen {owner['action']} (pid {owner['pid']}) holds it since {since}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another synthgen process holds it"
 
     def journal(self, step: str) -> Path:
         return self.state_dir / "journal" / f"{step}.jsonl"

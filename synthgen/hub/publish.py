@@ -171,6 +171,22 @@ def publish(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PublishError("no such RUN_DIR", path=run_dir, hint="pass the --out folder of `synthgen run`")
+    with RunDir(run_dir).locked("publish"):  # no run may swap the dataset while it is uploaded
+        return _publish(
+            run_dir, repo_id, private=private, revision=revision, tag=tag, token=token, allow_pii=allow_pii
+        )
+
+
+def _publish(
+    run_dir: Path,
+    repo_id: str | None,
+    *,
+    private: bool | None,
+    revision: str | None,
+    tag: str | None,
+    token: str | None,
+    allow_pii: bool,
+) -> PublishResult:
     files = publishable_files(run_dir)
     try:
         run_json = json.loads(files["run.json"])

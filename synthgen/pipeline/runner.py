@@ -246,7 +246,8 @@ def run(
         use_cache=use_cache,
         progress=progress,
     )
-    try:
-        return asyncio.run(runner.run())  # the client closes its cache on the way out
-    finally:
-        shutil.rmtree(runner.rundir.tmp, ignore_errors=True)
+    with runner.rundir.locked("run"):  # one writer: a second run or a publish of `out` fails at once
+        try:
+            return asyncio.run(runner.run())  # the client closes its cache on the way out
+        finally:
+            shutil.rmtree(runner.rundir.tmp, ignore_errors=True)
