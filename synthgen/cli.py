@@ -125,6 +125,11 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
 @click.option("--concurrency", type=click.IntRange(min=1), help="Override every profile's max_concurrency.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask when the estimate exceeds the budget.")
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Retry every failed item (a re-run always retries transient failures: network, 429, 5xx).",
+)
 @_errors
 def run(
     recipe: Path,
@@ -134,6 +139,7 @@ def run(
     concurrency: int | None,
     no_cache: bool,
     yes: bool,
+    retry_failed: bool,
 ) -> None:
     """Generate the recipe's datasets into RUN_DIR; re-running on the same RUN_DIR resumes.
 
@@ -152,6 +158,7 @@ def run(
         use_cache=not no_cache,
         progress=sys.stderr.isatty(),
         confirm=None if yes else functools.partial(click.confirm, default=False),
+        retry_failed=retry_failed,
     )
     for name, c in result.steps.items():
         click.echo(

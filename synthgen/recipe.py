@@ -115,6 +115,12 @@ class Recipe(BaseModel):
     prompts: dict[str, Path] = Field(default_factory=dict)
     output: OutputConfig = Field(default_factory=OutputConfig)
     budget: Budget = Field(default_factory=Budget)
+    max_failure_rate: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="a run whose step fails a larger share of its items exits 1 and keeps the old dataset",
+    )
 
     path: Path | None = Field(default=None, exclude=True)
     loaded_seeds: list[Seed] = Field(default_factory=list, exclude=True)
@@ -157,21 +163,26 @@ class Recipe(BaseModel):
             self._generators[step.name] = generator
         return generator
 
-    def fingerprint(self) -> str:
-        """What determines the rows: changing it refuses a resume. Limits, budget and hub don't count."""
-        models = {
-            name: {
-                **p.model_dump(include={"model", "base_url", "extra_body", "structured_output"}),
-                **p.sampling(),
-            }
-            for name, p in self.models.items()
-        }
+    def fingerprint(self, *, legacy: bool = False) -> str:
+        """What determines the rows: a RUN_DIR made under another fingerprint refuses to resume.
+
+        In: every generator's name and version, each step's config and ``from``, the seeds' content,
+        the content of every file a generator reads (documents), the hashes of every prompt template a
+        step renders, language, seed, grounding, system prompt, quality settings, test fraction, and
+        per model profile what changes an answer (model, sampling parameters, extra_body,
+        structured_output). Out: whatever only decides how the same rows are fetched or paid for
+        (base_url, api_key_env, rate limits, concurrency, timeouts, retries, prices, budget, hub):
+        fixing one of those resumes the same RUN_DIR. ``legacy`` is the first release's fingerprint
+        (base_url in, files out), accepted on resume so RUN_DIRs made by it keep resuming.
+        """
+        fields = {"model", "extra_body", "structured_output"} | ({"base_url"} if legacy else set())
+        models = {name: {**p.model_dump(include=fields), **p.sampling()} for name, p in self.models.items()}
         # every template a step renders (built-in or overridden) and every generator's version: a new
         # synthgen release that changes a prompt or a generator must not be resumed into an old run
         library = self.prompt_library()
         generators = [self.generator(s) for s in self.steps]
         prompts = {role: library.get(role).sha256 for g in generators for role in g.prompt_roles()}
-        blob = {
+        blob: dict[str, Any] = {
             "generators": {
                 s.name: f"{g.name}/{g.version}" for s, g in zip(self.steps, generators, strict=True)
             },
@@ -186,18 +197,25 @@ class Recipe(BaseModel):
             "prompts": prompts,
             "test_fraction": self.output.test_fraction,
         }
+        if not legacy:
+            blob["inputs"] = {
+                s.name: {self._relative(path): _sha256(path) for path in g.inputs()}
+                for s, g in zip(self.steps, generators, strict=True)
+                if g.inputs()
+            }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _relative(self, path: str | Path) -> str:
+        try:
+            return os.path.relpath(path, self.base_dir)
+        except ValueError:  # another drive on Windows
+            return Path(path).name
 
     def portable(self) -> dict[str, Any]:
         """The recipe as written down outside this machine (card, RUN_DIR state): every path relative to
         the recipe file, so no local directory (a home folder can name a person) is published."""
         data: dict[str, Any] = json.loads(self.model_dump_json(by_alias=True, exclude_unset=True))
-
-        def rel(p: str) -> str:
-            try:
-                return os.path.relpath(p, self.base_dir)
-            except ValueError:  # another drive on Windows
-                return Path(p).name
+        rel = self._relative
 
         data = {"name": data.pop("name"), "version": self.version, **data}
         data["seeds"] = [rel(p) for p in data["seeds"]]
@@ -227,6 +245,14 @@ class Recipe(BaseModel):
                 for role in generator.prompt_roles():
                     packages.setdefault(role, generator.prompt_package)
         return PromptLibrary(self.language, self.prompts, packages)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -156,6 +156,12 @@ class RunDir:
     def journal(self, step: str) -> Path:
         return self.state_dir / "journal" / f"{step}.jsonl"
 
+    def has_work(self) -> bool:
+        """Whether anything was generated here: a journaled item or a finalized dataset."""
+        journals = self.state_dir / "journal"
+        written = journals.is_dir() and any(p.stat().st_size for p in journals.glob("*.jsonl"))
+        return written or self.run_json.exists()
+
     def report(self, kind: str) -> Path:
         """``failed`` -> failures.jsonl, ``rejected`` -> rejected.jsonl: one record per dropped item or row."""
         return self.state_dir / _REPORTS[kind]

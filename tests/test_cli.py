@@ -19,6 +19,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from synthgen.cli import main
+from synthgen.llm.offline import offline_reply
 from synthgen.llm.usage import price_for
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
@@ -201,6 +202,11 @@ KEY_ENV = "SYNTHGEN_TEST_KEY"
 WRONG_KEY = "sk-wrong-4f9c1e7a2b8d3f60-tail"
 
 
+def plausible(request: dict[str, Any]) -> str:
+    """Schema-valid Spanish replies (the offline provider's), so a finished run has rows."""
+    return str(offline_reply(request)["choices"][0]["message"]["content"])
+
+
 def _online_recipe(tmp_path: Path, base_url: str) -> Path:
     """The demo recipe with every profile on ``base_url`` and its key in ``$SYNTHGEN_TEST_KEY``; no budget,
     one-turn dialogues and two candidates (fewer calls: these tests are about exit codes, not data)."""
@@ -247,7 +253,7 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(
     """A real process gets a real SIGINT mid-run (requests held by the server's latency)."""
     monkeypatch.setenv(KEY_ENV, "sk-loopback")
     out = tmp_path / "run"
-    with OpenAIServer(ServerConfig(latency=2.0)) as server:
+    with OpenAIServer(ServerConfig(latency=2.0, responder=plausible)) as server:
         recipe = _online_recipe(tmp_path, server.url)
         args = ["run", str(recipe), "--out", str(out), "--limit", "1", "--yes"]
         proc = subprocess.Popen([*console_script(), *args], env=os.environ.copy(), text=True,

@@ -127,6 +127,11 @@ class Generator:
         and looked up in ``prompt_package`` first when the generator sets one."""
         return []
 
+    def inputs(self) -> list[Path]:
+        """Files this generator reads besides the seeds (documents): their content is part of the
+        recipe fingerprint, so an edited file is never resumed into rows made from the old one."""
+        return []
+
     def plan(
         self,
         seeds: Sequence[Seed],

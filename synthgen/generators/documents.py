@@ -96,6 +96,9 @@ class DocumentsGenerator(Generator):
     def prompt_roles(self) -> list[str]:
         return ["documents_qa"]
 
+    def inputs(self) -> list[Path]:
+        return self.document_paths()
+
     def document_paths(self) -> list[Path]:
         """Every file the patterns name, in order (a glob's matches sorted), each once."""
         found: dict[Path, None] = {}

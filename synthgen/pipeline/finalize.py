@@ -21,7 +21,7 @@ from synthgen.recipe import Recipe
 from synthgen.records import OUTPUT_KINDS
 from synthgen.rundir import PUBLISHED, SPLITS, RunDir
 
-__all__ = ["write_run_dir"]
+__all__ = ["write_reports", "write_run_dir"]
 
 
 def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -34,6 +34,16 @@ def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "__split"}
+
+
+def write_reports(out: Path, reports: Mapping[str, list[dict[str, Any]]]) -> None:
+    """``.synthgen/failures.jsonl`` and ``rejected.jsonl``: one record per dropped item or row, with why."""
+    for report, records in reports.items():
+        path = RunDir(out).report(report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def write_run_dir(
@@ -70,10 +80,7 @@ def write_run_dir(
                     f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
     staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     staged.card.write_text(render_card(staged.path, recipe, result.to_json()), encoding="utf-8")
-    for report, records in reports.items():
-        with final.report(report).open("w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_reports(out, reports)
     # swap into place: the old dataset stays whole until the new one is complete
     shutil.rmtree(final.trash, ignore_errors=True)
     final.trash.mkdir()

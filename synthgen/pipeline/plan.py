@@ -48,6 +48,7 @@ class StepPlan:
     generator: Generator
     items: list[WorkItem]
     upstream: Sequence[Mapping[str, Any]]
+    skipped: str | None = None  # why the step has nothing to do (its ``from`` step produced no row)
 
     def context(
         self, client: ChatClient, profiles: Mapping[str, ModelProfile], prompts: PromptLibrary
@@ -82,6 +83,10 @@ async def walk(
     for step in recipe.steps:
         generator = recipe.generator(step)
         upstream = rows.get(step.from_, []) if step.from_ else []
+        if step.from_ and not upstream:  # never plan from nothing: a generator may fall back to seeds
+            skipped = f"its input step {step.from_!r} produced no row"
+            rows[step.name] = await produce(StepPlan(recipe, step, generator, [], upstream, skipped))
+            continue
         items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
         if limit is not None:
             items = items[:limit]

@@ -26,6 +26,13 @@ class StepCounts:
     rejections: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the step did not run (its input step produced no row)
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed items over the items that ran (not started ones are not failures)."""
+        ran = self.items - self.not_started
+        return self.failed / ran if ran else 0.0
 
 
 @dataclass

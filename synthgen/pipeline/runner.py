@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synthgen._version import __version__
-from synthgen.errors import BudgetExceeded, ResumeError
+from synthgen.errors import BudgetExceeded, ResumeError, RunFailed
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
@@ -30,7 +30,7 @@ from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter
 from synthgen.paths import cache_path
 from synthgen.pipeline.checks import RowChecks
 from synthgen.pipeline.estimate import estimate
-from synthgen.pipeline.finalize import write_run_dir
+from synthgen.pipeline.finalize import write_reports, write_run_dir
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
@@ -56,6 +56,7 @@ class _Runner:
         concurrency: int | None,
         use_cache: bool,
         progress: bool,
+        retry_failed: bool,
     ) -> None:
         self.recipe, self.out, self.offline, self.limit = recipe, out, offline, limit
         self.rundir = RunDir(out)
@@ -67,6 +68,7 @@ class _Runner:
             workers=2 * max(p.max_concurrency for p in self.profiles.values()),
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
+            retry_failed=retry_failed,
         )
         self.client = ChatClient(
             cache=ResponseCache(cache_path(), enabled=use_cache),
@@ -89,14 +91,7 @@ class _Runner:
         rd = self.rundir
         rd.state_dir.mkdir(parents=True, exist_ok=True)
         state = rd.read_state()
-        if state is not None:
-            if state["fingerprint"] != self.fingerprint:
-                raise ResumeError(
-                    f"{self.out} was made by a different recipe (fingerprint {state['fingerprint'][:12]} != "
-                    f"{self.fingerprint[:12]}): {_what_changed(state.get('recipe', {}), self.recipe.portable())}",
-                    path=str(self.out),
-                    hint="use a new --out, or restore the recipe to resume",
-                )
+        if state is not None and self._resumable(state):
             if state.get("offline") != self.offline:
                 raise ResumeError(
                     f"{self.out} was made {'offline' if state.get('offline') else 'online'}",
@@ -104,6 +99,8 @@ class _Runner:
                     hint="use a new --out, or match --offline",
                 )
             self.splits = rd.read_splits()
+            if state["fingerprint"] != self.fingerprint:  # made by the first release: upgrade it
+                _write_atomic(rd.state_file, json.dumps({**state, "fingerprint": self.fingerprint}, indent=1))
             return
         self.splits = assign_splits(
             self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed
@@ -116,6 +113,21 @@ class _Runner:
             "created": time.time(),
         }
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
+
+    def _resumable(self, state: Mapping[str, Any]) -> bool:
+        """True to resume ``state``; False to start afresh (nothing was generated under it yet, e.g. a run
+        that failed at its first request); raises when another recipe's work is in the RUN_DIR."""
+        stored = state["fingerprint"]
+        if stored in (self.fingerprint, self.recipe.fingerprint(legacy=True)):
+            return True
+        if not self.rundir.has_work():
+            return False
+        raise ResumeError(
+            f"{self.out} was made by a different recipe (fingerprint {stored[:12]} != "
+            f"{self.fingerprint[:12]}): {_what_changed(state.get('recipe', {}), self.recipe.portable())}",
+            path=str(self.out),
+            hint="use a new --out, or restore the recipe to resume",
+        )
 
     async def run(self) -> RunResult:
         started = time.monotonic()
@@ -136,10 +148,11 @@ class _Runner:
                 meter=self.client.meter,
             )
             t0 = time.monotonic()
-            if not budget_exhausted:
+            if not budget_exhausted and not plan.skipped:
                 budget_exhausted = await step_run.execute(plan.context(self.client, self.profiles, prompts))
             outcome = step_run.collect()
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
+            outcome.counts.skipped = plan.skipped
             steps[plan.step.name] = outcome.counts
             dataset_usage.merge(step_run.usage.snapshot())
             for kind, records in outcome.reports.items():
@@ -166,11 +179,41 @@ class _Runner:
             budget={"max_usd": self.recipe.budget.max_usd, "exhausted": budget_exhausted},
             complete=all(c.not_started == 0 for c in steps.values()),
         )
+        problems = _problems(steps, self.recipe.max_failure_rate)
+        if problems:  # the journal keeps every answer: a re-run retries and finalizes
+            write_reports(self.out, reports)
+            raise RunFailed(
+                "; ".join(problems),
+                path=self.out,
+                hint="see .synthgen/failures.jsonl; fix the cause and re-run the same command to retry "
+                "(the dataset already in the RUN_DIR, if any, was kept)",
+            )
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for step in self.recipe.steps:
             by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
         write_run_dir(self.out, self.recipe, result, by_kind, self.splits, reports)
         return result
+
+
+def _problems(steps: Mapping[str, StepCounts], max_failure_rate: float) -> list[str]:
+    """Why this run must not replace the RUN_DIR's dataset: no row at all, too many failed items, or a
+    step left without input. Empty when the run is good (a budget stop is good: what was paid is kept)."""
+    problems: list[str] = []
+    for name, counts in steps.items():
+        if counts.skipped:
+            problems.append(f"step {name} did not run: {counts.skipped}")
+        if counts.failed and counts.failure_rate > max_failure_rate:
+            reasons = ", ".join(
+                f"{r} x{n}" for r, n in sorted(counts.failures.items(), key=lambda x: -x[1])[:3]
+            )
+            problems.append(
+                f"step {name}: {counts.failed} of {counts.items - counts.not_started} items failed "
+                f"({counts.failure_rate:.0%} > max_failure_rate {max_failure_rate:.0%}; {reasons})"
+            )
+    ran = sum(c.items - c.not_started for c in steps.values())
+    if ran and not sum(c.rows for c in steps.values()):
+        problems.append("no step produced a row")
+    return problems
 
 
 def _what_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -225,13 +268,15 @@ def run(
     use_cache: bool = True,
     progress: bool = False,
     confirm: Callable[[str], bool] | None = None,
+    retry_failed: bool = False,
 ) -> RunResult:
     """Generate the recipe's datasets into ``out`` (default ``runs/<name>``), resuming what is there.
 
     ``confirm`` is the budget gate: when given and the recipe has a budget, the run is estimated first
     and ``confirm(message)`` decides whether to start when the estimate passes it (the CLI passes
     ``click.confirm``); declining raises :class:`~synthgen.errors.BudgetExceeded`. Offline runs cost
-    nothing and are never gated.
+    nothing and are never gated. A re-run retries items whose failure was transient (network, 429,
+    5xx, timeouts); ``retry_failed`` retries every failed item.
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out) if out is not None else default_out(recipe)
@@ -245,6 +290,7 @@ def run(
         concurrency=concurrency,
         use_cache=use_cache,
         progress=progress,
+        retry_failed=retry_failed,
     )
     with runner.rundir.locked("run"):  # one writer: a second run or a publish of `out` fails at once
         try:

@@ -34,11 +34,23 @@ from synthgen.records import output_kind
 __all__ = ["StepOutcome", "StepRun", "StepSettings"]
 
 
+#: failure reasons worth another try on a re-run: the server or the network, not the answer
+TRANSIENT = frozenset({"timeout", "connection", "rate_limited", "malformed_response", "http_408", "http_409"})
+
+
+def transient(reason: str) -> bool:
+    """A failure a re-run retries by itself (refusals, content filters, answers still invalid after
+    re-asks, truncation and generator rejections are kept unless ``--retry-failed``)."""
+    reason = reason.removeprefix("claims_")
+    return reason in TRANSIENT or (reason.startswith("http_5") and reason[5:].isdigit())
+
+
 @dataclass(frozen=True)
 class StepSettings:
     workers: int
     progress: bool
     near_duplicate_threshold: float
+    retry_failed: bool = False  # retry every failed item, permanent failures too
 
 
 @dataclass
@@ -73,11 +85,12 @@ class StepRun:
     async def execute(self, ctx: GeneratorContext) -> bool:
         """Generate every item not yet journaled; True when the budget stopped scheduling."""
         items = self.plan.items
-        done = self.journal.load()
-        pending: Iterator[WorkItem] = iter([i for i in items if i.id not in done])
+        done = {k: e for k, e in self.journal.load().items() if not self._retry(e)}
+        todo = [i for i in items if i.id not in done]
+        pending: Iterator[WorkItem] = iter(todo)
         bar = tqdm(
             total=len(items),
-            initial=len(items) - sum(1 for i in items if i.id not in done),
+            initial=len(items) - len(todo),
             desc=self.plan.step.name,
             unit="item",
             disable=not self.settings.progress,
@@ -117,6 +130,9 @@ class StepRun:
             bar.close()
             self.journal.close()
         return budget_stop
+
+    def _retry(self, entry: dict[str, Any]) -> bool:
+        return entry["status"] == "failed" and (self.settings.retry_failed or transient(entry["reason"]))
 
     async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
         """The journal entry of one item, with the tokens and cost its calls took (cache hits apart)."""
@@ -184,7 +200,7 @@ class StepRun:
             counts.rows_rejected += 1
             counts.rejections[reason] = counts.rejections.get(reason, 0) + 1
 
-        for journaled in journal.values():
+        for journaled in self.journal.entries():  # every attempt of an item was paid, retried ones too
             self.usage.merge(journaled.get("usage", {}))
         dedup = NearDuplicates(threshold=self.settings.near_duplicate_threshold)
         for item in self.plan.items:

@@ -1,0 +1,145 @@
+"""A run that cannot lose work or report success it did not have, against the loopback server.
+
+Why these tests: after an outage the same command used to send 0 requests and keep every failure, a
+run whose every item failed exited 0 with a dataset of seeds alone, and a preference step whose input
+step produced nothing silently switched to one pair per seed (and spent money on it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from synthgen import load_recipe, run
+from synthgen.errors import RunFailed
+from synthgen.llm.offline import offline_reply
+from tests.conftest import REPO
+from tests.servers.openai_server import OpenAIServer, ServerConfig
+
+DEMO = REPO / "recipes" / "offline-demo" / "recipe.yaml"
+KEY = "SYNTHGEN_RELIABILITY_KEY"
+
+
+def plausible(request: dict[str, Any]) -> str:
+    return str(offline_reply(request)["choices"][0]["message"]["content"])
+
+
+def recipe_file(tmp_path: Path, base_url: str, **profile: Any) -> Path:
+    """The demo recipe on ``base_url``: one-turn dialogues, two candidates, two attempts per request."""
+    recipe: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    for key in ("seeds", "personas"):
+        recipe[key] = str((DEMO.parent / recipe[key]).resolve())
+    for entry in recipe["models"].values():
+        entry.update(base_url=base_url, api_key_env=KEY, max_attempts=2, **profile)
+    del recipe["budget"]
+    recipe["steps"][0]["config"]["turns"] = [1, 1]
+    recipe["steps"][1]["config"]["candidates"] = 2
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv(KEY, "sk-loopback")
+    with OpenAIServer(ServerConfig(responder=plausible)) as served:
+        yield served
+
+
+def test_an_outage_exits_1_keeps_the_dataset_and_the_same_command_retries_what_failed(
+    tmp_path: Path, server: OpenAIServer
+) -> None:
+    recipe, out = recipe_file(tmp_path, server.url), tmp_path / "run"
+    first = run(recipe, out=out, limit=2)
+    assert first.steps["dialogues"].rows == 2
+    kept = {p: p.read_bytes() for p in (out / "run.json", out / "README.md")}
+
+    server.config.fault_rate, server.config.faults = 1.0, ("500",)  # the endpoint goes down
+    with pytest.raises(RunFailed, match=r"dialogues: 4 of 6 items failed .*http_500") as failed:
+        run(recipe, out=out, limit=6)
+    assert failed.value.exit_code == 1
+    assert {p: p.read_bytes() for p in kept} == kept  # the good dataset was not replaced
+    failures = [json.loads(line) for line in (out / ".synthgen" / "failures.jsonl").open()]
+    assert {f["reason"] for f in failures} == {"http_500"} and len(failures) == 4
+
+    server.config.fault_rate = 0.0  # back up: the same command retries the transient failures
+    before = server.stats()["requests"]
+    again = run(recipe, out=out, limit=6)
+    assert server.stats()["requests"] > before
+    assert again.steps["dialogues"].ok == 6 and again.steps["dialogues"].failed == 0
+    # every attempt was paid: the failed ones' usage stays in the dataset's totals
+    assert again.usage["total"]["requests"] >= again.usage_this_run["total"]["requests"]
+
+
+def test_permanent_failures_are_kept_until_retry_failed(tmp_path: Path, server: OpenAIServer) -> None:
+    recipe, out = recipe_file(tmp_path, server.url, max_reasks=0), tmp_path / "run"
+    server.config.fault_rate, server.config.faults = 1.0, ("refusal",)
+    with pytest.raises(RunFailed, match="refusal"):
+        run(recipe, out=out, limit=2)
+    server.config.fault_rate = 0.0
+    before = server.stats()["requests"]
+    with pytest.raises(RunFailed, match="refusal"):  # a refusal is not retried by itself
+        run(recipe, out=out, limit=2)
+    assert server.stats()["requests"] == before
+    result = run(recipe, out=out, limit=2, retry_failed=True)
+    assert result.steps["dialogues"].ok == 2 and server.stats()["requests"] > before
+
+
+def test_an_input_step_without_rows_stops_the_step_that_reads_it(
+    tmp_path: Path, server: OpenAIServer
+) -> None:
+    """Every dialogue is rejected (one-letter turns): the preference step must not fall back to seeds."""
+    server.config.responder = lambda request: (
+        plausible(request) if request.get("response_format") else "x"
+    )
+    recipe, out = recipe_file(tmp_path, server.url), tmp_path / "run"
+    with pytest.raises(RunFailed) as failed:
+        run(recipe, out=out, limit=3)
+    assert "step prefs did not run: its input step 'dialogues' produced no row" in str(failed.value)
+    assert "no step produced a row" in str(failed.value)
+    assert server.stats()["requests"] == 3 * 2  # the student's opening and the assistant's answer only
+    assert not (out / "run.json").exists()
+
+
+def test_fixing_how_rows_are_fetched_resumes_and_the_first_release_run_dirs_resume(
+    tmp_path: Path, server: OpenAIServer
+) -> None:
+    """base_url, api_key_env, limits, timeouts and prices do not change the rows: not in the fingerprint."""
+    base = load_recipe(recipe_file(tmp_path, server.url))
+    out = tmp_path / "run"
+    run(base, out=out, limit=2)
+    moved = load_recipe(
+        recipe_file(
+            tmp_path,
+            server.url.replace("127.0.0.1", "localhost"),
+            timeout=30,
+            max_concurrency=4,
+            requests_per_minute=100,
+            prices={"input": 1, "output": 2},
+        )
+    )
+    assert moved.fingerprint() == base.fingerprint()
+    assert run(moved, out=out, limit=2).usage_this_run["total"]["requests"] == 0
+    hotter = load_recipe(recipe_file(tmp_path, server.url, temperature=1.3))
+    assert hotter.fingerprint() != base.fingerprint()
+
+    state = out / ".synthgen" / "state.json"  # a RUN_DIR made by the first release
+    legacy = {**json.loads(state.read_text()), "fingerprint": base.fingerprint(legacy=True)}
+    state.write_text(json.dumps(legacy))
+    assert run(base, out=out, limit=2).usage_this_run["total"]["requests"] == 0
+    assert json.loads(state.read_text())["fingerprint"] == base.fingerprint()  # upgraded in place
+
+
+def test_a_run_that_failed_before_any_item_does_not_pin_the_run_dir(
+    tmp_path: Path, server: OpenAIServer
+) -> None:
+    out = tmp_path / "run"
+    broken = load_recipe(recipe_file(tmp_path, server.url, temperature=1.9))
+    state = out / ".synthgen"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text(json.dumps({"fingerprint": "0" * 64, "offline": False, "recipe": {}}))
+    assert run(broken, out=out, limit=1).steps["dialogues"].items == 1  # nothing was journaled: start afresh
