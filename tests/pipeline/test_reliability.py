@@ -93,9 +93,7 @@ def test_an_input_step_without_rows_stops_the_step_that_reads_it(
     tmp_path: Path, server: OpenAIServer
 ) -> None:
     """Every dialogue is rejected (one-letter turns): the preference step must not fall back to seeds."""
-    server.config.responder = lambda request: (
-        plausible(request) if request.get("response_format") else "x"
-    )
+    server.config.responder = lambda request: plausible(request) if request.get("response_format") else "x"
     recipe, out = recipe_file(tmp_path, server.url), tmp_path / "run"
     with pytest.raises(RunFailed) as failed:
         run(recipe, out=out, limit=3)
