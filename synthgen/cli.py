@@ -170,8 +170,12 @@ def run(
         f"{result.usage['cache_hits']} cache hits"
     )
     if result.budget["exhausted"]:
+        left = sum(c.not_started for c in result.steps.values())
         click.secho(
-            "budget reached: nothing new was scheduled; what was paid for is in the dataset", fg="yellow"
+            f"budget reached: this dataset has spent ${result.budget['spent_usd']:.4f} of budget.max_usd "
+            f"${result.budget['max_usd']:.2f}; {left} item(s) not started (what was paid for is in the "
+            "dataset; raise budget.max_usd and re-run the same command to continue)",
+            fg="yellow",
         )
     click.echo(f"wrote {out or Path('runs') / result.recipe}")
 

@@ -28,7 +28,7 @@ from synthgen.paths import cache_path
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.recipe import Recipe, load_recipe
 
-__all__ = ["CostEstimate", "StepEstimate", "estimate"]
+__all__ = ["CostEstimate", "StepEstimate", "estimate", "item_cost"]
 
 
 @dataclass
@@ -135,6 +135,17 @@ async def _estimate(recipe: Recipe, pilot: int | None) -> CostEstimate:
         else "offline simulation of every item (completion lengths are the offline provider's)"
     )
     return CostEstimate(method=method, token_counter=TOKEN_COUNTER, steps=steps)
+
+
+async def item_cost(plan: StepPlan, sample: int = 5) -> float:
+    """The dearest of the step's first ``sample`` items, simulated offline and priced with the
+    profiles' prices: what the budget reserves before scheduling an item (the dearest, not the mean,
+    so items in flight cannot together pass the cap by more than one item's cost)."""
+    costs = []
+    for item in plan.items[:sample]:
+        simulated, _ = await _usage(plan, [item], offline=True, cache=None)
+        costs.append(_step_estimate(plan.recipe, 1, simulated, {}).usd)
+    return max(costs, default=0.0)
 
 
 def _step_estimate(

@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from synthgen._version import __version__
-from synthgen.errors import BudgetExceeded, ResumeError, RunFailed
+from synthgen.errors import BudgetExceeded, RecipeError, ResumeError, RunFailed
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
-from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter
+from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter, price_for
 from synthgen.paths import cache_path
+from synthgen.pipeline.budget import Budget, ItemCost
 from synthgen.pipeline.checks import RowChecks
-from synthgen.pipeline.estimate import estimate
+from synthgen.pipeline.estimate import estimate, item_cost
 from synthgen.pipeline.finalize import write_reports, write_run_dir
+from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
@@ -72,7 +74,7 @@ class _Runner:
         )
         self.client = ChatClient(
             cache=ResponseCache(cache_path(), enabled=use_cache),
-            meter=UsageMeter(max_usd=recipe.budget.max_usd),
+            meter=UsageMeter(),
             limits=Limits(),
             offline=offline,
         )
@@ -114,6 +116,14 @@ class _Runner:
         }
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
 
+    def _spent_before(self) -> float:
+        """What earlier invocations paid for this dataset: every journaled attempt of every step."""
+        meter = UsageMeter()
+        for step in self.recipe.steps:
+            for entry in Journal(self.rundir.journal(step.name)).entries():
+                meter.merge(entry.get("usage", {}))
+        return meter.spent_usd
+
     def _resumable(self, state: Mapping[str, Any]) -> bool:
         """True to resume ``state``; False to start afresh (nothing was generated under it yet, e.g. a run
         that failed at its first request); raises when another recipe's work is in the RUN_DIR."""
@@ -136,20 +146,26 @@ class _Runner:
         steps: dict[str, StepCounts] = {}
         reports: dict[str, list[dict[str, Any]]] = {"failed": [], "rejected": []}
         dataset_usage = UsageMeter()  # journaled: every invocation that built this RUN_DIR
-        budget_exhausted = False
+        budget = Budget(
+            None if self.offline else self.recipe.budget.max_usd,
+            spent_before=self._spent_before(),
+            meter=self.client.meter,
+        )
 
         async def produce(plan: StepPlan) -> list[dict[str, Any]]:
-            nonlocal budget_exhausted
+            priced = budget.max_usd is not None and not budget.exhausted and not plan.skipped
             step_run = StepRun(
                 plan,
                 self.rundir.journal(plan.step.name),
                 checks=self.checks,
                 settings=self.settings,
                 meter=self.client.meter,
+                budget=budget,
+                cost=ItemCost(await item_cost(plan) if priced else 0.0),
             )
             t0 = time.monotonic()
-            if not budget_exhausted and not plan.skipped:
-                budget_exhausted = await step_run.execute(plan.context(self.client, self.profiles, prompts))
+            if not budget.exhausted and not plan.skipped:
+                await step_run.execute(plan.context(self.client, self.profiles, prompts))
             outcome = step_run.collect()
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
             outcome.counts.skipped = plan.skipped
@@ -176,7 +192,11 @@ class _Runner:
             versions=_versions(self.recipe),
             response_models=sorted(set(dataset_usage.by_model) | set(dataset_usage.cached_by_model)),
             token_counter=TOKEN_COUNTER,
-            budget={"max_usd": self.recipe.budget.max_usd, "exhausted": budget_exhausted},
+            budget={
+                "max_usd": self.recipe.budget.max_usd,
+                "exhausted": budget.exhausted,
+                "spent_usd": round(dataset_usage.spent_usd, 6),
+            },
             complete=all(c.not_started == 0 for c in steps.values()),
         )
         problems = _problems(steps, self.recipe.max_failure_rate)
@@ -240,6 +260,25 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _check_prices(recipe: Recipe) -> None:
+    """A budget needs a price for every model a step calls: an unpriced one would spend unseen."""
+    if recipe.budget.max_usd is None:
+        return
+    used = {name for step in recipe.steps for name in recipe.generator(step).profiles_used()}
+    if recipe.quality.verify_claims:
+        used.add(recipe.quality.verify_claims)
+    for name in sorted(used):
+        profile = recipe.models[name]
+        if price_for(profile.model, profile.prices) is None:
+            raise RecipeError(
+                f"no known price for model {profile.model!r}, so budget.max_usd cannot be enforced",
+                path=recipe.path,
+                field=f"models.{name}.prices",
+                hint="set prices: {input: USD, output: USD} per million tokens (prices: {input: 0, "
+                "output: 0} for a local server), or remove budget.max_usd",
+            )
+
+
 def _budget_gate(recipe: Recipe, confirm: Callable[[str], bool]) -> None:
     """Before spending: when the estimate passes ``budget.max_usd``, ask ``confirm`` whether to go on."""
     budget = recipe.budget.max_usd
@@ -280,6 +319,8 @@ def run(
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out) if out is not None else default_out(recipe)
+    if not offline:
+        _check_prices(recipe)
     if confirm is not None and not offline:
         _budget_gate(recipe, confirm)
     runner = _Runner(

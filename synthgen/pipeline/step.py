@@ -24,6 +24,7 @@ from tqdm import tqdm
 from synthgen.errors import CompletionFailed, SynthgenError
 from synthgen.generators.base import GeneratorContext, Rejected, WorkItem
 from synthgen.llm.usage import UsageMeter, attributed
+from synthgen.pipeline.budget import Budget, ItemCost
 from synthgen.pipeline.checks import RowChecks
 from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.plan import StepPlan
@@ -74,8 +75,11 @@ class StepRun:
         checks: RowChecks,
         settings: StepSettings,
         meter: UsageMeter,
+        budget: Budget,
+        cost: ItemCost,
     ) -> None:
         self.plan, self.checks, self.settings, self.meter = plan, checks, settings, meter
+        self.budget, self.cost = budget, cost
         self.journal = Journal(journal)
         generator = plan.generator
         self.kind = output_kind(generator.output)
@@ -103,10 +107,15 @@ class StepRun:
         async def worker() -> None:
             nonlocal budget_stop
             for item in pending:
-                if meter.over_budget:
+                reservation = self.cost.estimate
+                if not self.budget.reserve(reservation):
                     budget_stop = True
                     return
-                entry = await self.process(item, ctx)
+                try:
+                    entry = await self.process(item, ctx)
+                finally:
+                    self.budget.release(reservation)
+                self.cost.observe(entry.pop("__cost_usd"))
                 self.journal.append(entry)
                 status[entry["status"]] += 1
                 bar.update()
@@ -142,6 +151,7 @@ class StepRun:
         entry["usage"] = {
             k: snapshot[k] for k in ("by_model", "cached_by_model", "cache_hits", "unpriced_models")
         }
+        entry["__cost_usd"] = usage.spent_usd  # for the budget's estimate; not journaled
         return entry
 
     async def _process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from synthgen import load_recipe, run
-from synthgen.errors import RunFailed
+from synthgen.errors import RecipeError, RunFailed
 from synthgen.llm.offline import offline_reply
 from tests.conftest import REPO
 from tests.servers.openai_server import OpenAIServer, ServerConfig
@@ -141,3 +141,18 @@ def test_a_run_that_failed_before_any_item_does_not_pin_the_run_dir(
     state.mkdir(parents=True)
     (state / "state.json").write_text(json.dumps({"fingerprint": "0" * 64, "offline": False, "recipe": {}}))
     assert run(broken, out=out, limit=1).steps["dialogues"].items == 1  # nothing was journaled: start afresh
+
+
+def test_a_budget_refuses_a_model_without_a_price(tmp_path: Path, server: OpenAIServer) -> None:
+    path = recipe_file(tmp_path, server.url, model="my-local-llama")
+    recipe = load_recipe(path)
+    recipe.budget.max_usd = 1.0
+    with pytest.raises(RecipeError, match="no known price for model 'my-local-llama'") as refused:
+        run(recipe, out=tmp_path / "run", limit=1)
+    assert refused.value.field == "models.assistant.prices" and "prices: {input: 0" in str(refused.value)
+    assert server.stats()["requests"] == 0
+    local = load_recipe(
+        recipe_file(tmp_path, server.url, model="my-local-llama", prices={"input": 0, "output": 0})
+    )
+    local.budget.max_usd = 1.0
+    assert run(local, out=tmp_path / "run", limit=1).steps["dialogues"].ok == 1

@@ -201,18 +201,34 @@ def test_splits_are_per_seed_stratified_and_stable(tmp_path: Path) -> None:
     assert 0.05 < sum(topics.values()) / len(recipe.loaded_seeds) < 0.2
 
 
-def test_budget_stops_scheduling_and_finalizes_what_was_paid(endpoint: Any, tmp_path: Path) -> None:
-    endpoint()
+def test_budget_holds_across_invocations_and_in_flight_items_reserve_their_cost(
+    endpoint: Any, tmp_path: Path
+) -> None:
+    """budget.max_usd is the dataset's: a first run stops within one item of it (items in flight have
+    reserved their estimate), and the same command again sends nothing (the first release paid the
+    budget again on each invocation, $2.51 against max_usd 0.5 over three)."""
+    server = endpoint()
     recipe = load_recipe(unthrottled(tmp_path))
     recipe.budget.max_usd = 0.05
-    result = run(recipe, out=tmp_path / "run", limit=60, concurrency=4)
+    out = tmp_path / "run"
+    result = run(recipe, out=out, limit=60, concurrency=4)
     assert result.budget["exhausted"]
-    assert result.cost_usd >= 0.05
-    assert result.cost_usd < 0.05 + 0.05  # at most what was in flight when the budget was reached
+    item_costs = [
+        sum(u["cost_usd"] for u in json.loads(line)["usage"]["by_model"].values())
+        for step in ("dialogues", "prefs")
+        if (out / ".synthgen" / "journal" / f"{step}.jsonl").exists()
+        for line in (out / ".synthgen" / "journal" / f"{step}.jsonl").read_text().splitlines()
+    ]
+    assert result.cost_usd <= 0.05 + max(item_costs)
     dialogues = result.steps["dialogues"]
     assert dialogues.not_started > 0
     assert dialogues.items == dialogues.ok + dialogues.failed + dialogues.rejected + dialogues.not_started
-    assert (tmp_path / "run" / "run.json").exists()
+    assert (out / "run.json").exists()
+
+    sent = server.stats()["requests"]
+    again = run(recipe, out=out, limit=60, concurrency=4)
+    assert server.stats()["requests"] == sent  # nothing left of the dataset's budget
+    assert again.budget["exhausted"] and again.cost_usd == pytest.approx(result.cost_usd)
 
 
 def test_pilot_estimate_is_within_15_percent_of_the_run(endpoint: Any, tmp_path: Path) -> None:
