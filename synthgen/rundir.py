@@ -19,6 +19,7 @@ card, reports, evaluation and publishing read through them. It imports nothing o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -29,7 +30,7 @@ from typing import Any
 
 from synthgen.errors import ConfigError, RunDirLocked
 
-__all__ = ["CONFIGS", "PUBLISHED", "SPLITS", "RunDir", "data_files"]
+__all__ = ["CONFIGS", "PUBLISHED", "SPLITS", "RunDir", "data_files", "file_sha256"]
 
 CONFIGS = ("sft", "prefs", "seeds")
 SPLITS = ("train", "test")
@@ -156,6 +157,32 @@ class RunDir:
     def journal(self, step: str) -> Path:
         return self.state_dir / "journal" / f"{step}.jsonl"
 
+    @property
+    def swap_marker(self) -> Path:
+        """Present while finalize moves a staged dataset into place (lists what it staged)."""
+        return self.state_dir / "swap.json"
+
+    def published_names(self) -> list[str]:
+        """Every published file but run.json, as paths relative to the RUN_DIR (run.json's manifest)."""
+        names = [p.relative_to(self.path).as_posix() for p in self.published_files()]
+        return sorted([*names, "README.md"] if self.card.is_file() else names)
+
+    def manifest_problems(self) -> list[str]:
+        """How the published files differ from run.json's manifest (empty: one complete dataset).
+        A RUN_DIR finalized before manifests existed has none to check against: no problems."""
+        manifest = self.read_result().get("files")
+        if not isinstance(manifest, dict):
+            return []
+        found = set(self.published_names())
+        problems = [f"{name}: missing" for name in sorted(set(manifest) - found)]
+        problems += [f"{name}: not in run.json" for name in sorted(found - set(manifest))]
+        problems += [
+            f"{name}: changed since run.json was written"
+            for name in sorted(found & set(manifest))
+            if file_sha256(self.path / name) != manifest[name]
+        ]
+        return problems
+
     def has_work(self) -> bool:
         """Whether anything was generated here: a journaled item or a finalized dataset."""
         journals = self.state_dir / "journal"
@@ -222,6 +249,14 @@ class RunDir:
             return []
         with path.open(encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def data_files(run_dir: Path) -> dict[str, dict[str, str]]:

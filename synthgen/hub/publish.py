@@ -192,6 +192,14 @@ def _publish(
         run_json = json.loads(files["run.json"])
     except ValueError as exc:
         raise PublishError(f"run.json is not valid JSON: {exc}", path=run_dir / "run.json") from None
+    mismatched = RunDir(run_dir).manifest_problems()
+    if mismatched:
+        raise PublishError(
+            "the data files do not match run.json (a finalize was interrupted, or files were edited): "
+            + "; ".join(mismatched[:5]),
+            path=run_dir,
+            hint="re-run the same `synthgen run` command: it finishes the interrupted swap",
+        )
     recipe = _recipe(run_dir, run_json, files["README.md"].decode("utf-8"))
     hub_cfg = (recipe.get("output") or {}).get("hub") or {}
     repo_id = repo_id or hub_cfg.get("repo_id")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from synthgen.card import render_card
 from synthgen.pipeline.result import RunResult
 from synthgen.recipe import Recipe
 from synthgen.records import OUTPUT_KINDS
-from synthgen.rundir import PUBLISHED, SPLITS, RunDir
+from synthgen.rundir import PUBLISHED, SPLITS, RunDir, file_sha256
 
-__all__ = ["write_reports", "write_run_dir"]
+__all__ = ["recover", "write_reports", "write_run_dir"]
 
 
 def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -78,17 +79,44 @@ def write_run_dir(
             with path.open("w", encoding="utf-8") as f:
                 for row in generated:
                     f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
-    staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     staged.card.write_text(render_card(staged.path, recipe, result.to_json()), encoding="utf-8")
+    # run.json last: it lists the sha256 of every other published file, so a reader (publish) can
+    # tell a complete dataset from a mix of two
+    result.files = {f: file_sha256(staged.path / f) for f in staged.published_names()}
+    staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     write_reports(out, reports)
-    # swap into place: the old dataset stays whole until the new one is complete
+    staged_names = [name for name in PUBLISHED if (staged.path / name).exists()]
+    final.swap_marker.write_text(
+        json.dumps({"staged": staged_names, "started": time.time()}), encoding="utf-8"
+    )
+    _swap(final)
+
+
+def _swap(final: RunDir) -> None:
+    """Move the staged dataset into place, as the swap marker lists it. The old dataset stays whole
+    until the new one is complete, and the marker (written once staging is complete) lets
+    :func:`recover` finish a swap a kill interrupted: it rolls forward, since every new file is staged."""
+    staged = json.loads(final.swap_marker.read_text(encoding="utf-8"))["staged"]
     shutil.rmtree(final.trash, ignore_errors=True)
     final.trash.mkdir()
     for name in PUBLISHED:
-        target = out / name
+        target, new = final.path / name, final.tmp / name
+        if name in staged and not new.exists():
+            continue  # moved in before the interruption
         if target.exists():
-            os.replace(target, final.trash / name)
-        if (staged.path / name).exists():
-            os.replace(staged.path / name, target)
+            os.replace(target, final.trash / name)  # the old file, or one the new dataset has not
+        if name in staged:
+            os.replace(new, target)
+    final.swap_marker.unlink()
     shutil.rmtree(final.trash, ignore_errors=True)
     shutil.rmtree(final.tmp, ignore_errors=True)
+
+
+def recover(out: Path) -> bool:
+    """Finish a swap a kill interrupted (the marker is there and the staged files are complete); True
+    when one was finished. Called before a run touches the RUN_DIR and when a run is interrupted."""
+    final = RunDir(out)
+    if not final.swap_marker.exists():
+        return False
+    _swap(final)
+    return True

@@ -57,6 +57,7 @@ class RunResult:
     token_counter: str
     budget: dict[str, Any]
     complete: bool
+    files: dict[str, str] = field(default_factory=dict)  # sha256 of every other published file
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,7 +31,7 @@ from synthgen.paths import cache_path
 from synthgen.pipeline.budget import Budget, ItemCost
 from synthgen.pipeline.checks import RowChecks
 from synthgen.pipeline.estimate import estimate, item_cost
-from synthgen.pipeline.finalize import write_reports, write_run_dir
+from synthgen.pipeline.finalize import recover, write_reports, write_run_dir
 from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.pipeline.result import RunResult, StepCounts
@@ -92,6 +92,7 @@ class _Runner:
         """Create or resume the RUN_DIR state; refuse a resume under a different recipe."""
         rd = self.rundir
         rd.state_dir.mkdir(parents=True, exist_ok=True)
+        recover(self.out)  # a dataset swap a kill interrupted: finish it before anything else
         state = rd.read_state()
         if state is not None and self._resumable(state):
             if state.get("offline") != self.offline:
@@ -337,4 +338,5 @@ def run(
         try:
             return asyncio.run(runner.run())  # the client closes its cache on the way out
         finally:
-            shutil.rmtree(runner.rundir.tmp, ignore_errors=True)
+            if not recover(runner.out):  # interrupted mid-swap: finish it; else drop what was staged
+                shutil.rmtree(runner.rundir.tmp, ignore_errors=True)

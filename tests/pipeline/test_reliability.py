@@ -156,3 +156,56 @@ def test_a_budget_refuses_a_model_without_a_price(tmp_path: Path, server: OpenAI
     )
     local.budget.max_usd = 1.0
     assert run(local, out=tmp_path / "run", limit=1).steps["dialogues"].ok == 1
+
+
+def test_a_swap_cut_short_never_publishes_a_mix_and_the_next_run_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between finalize's renames used to leave new data beside an old run.json or card."""
+    import synthgen.pipeline.finalize as finalize
+    from synthgen.rundir import RunDir
+
+    out = tmp_path / "run"
+    run(DEMO, out=out, offline=True, limit=2)
+    old = (out / "run.json").read_bytes()
+    real_replace, moves = finalize.os.replace, []
+
+    def killed_after_two_moves(src: Any, dst: Any) -> None:
+        if len(moves) == 2:
+            raise KeyboardInterrupt  # as a kill would stop the process here
+        moves.append(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(finalize.os, "replace", killed_after_two_moves)
+    recipe = load_recipe(DEMO)
+    with pytest.raises(KeyboardInterrupt):
+        finalize.write_run_dir(
+            out,
+            recipe,
+            run_result_for(out, recipe),
+            {},
+            json.loads((out / ".synthgen" / "splits.json").read_text()),
+            {},
+        )
+    monkeypatch.setattr(finalize.os, "replace", real_replace)
+    assert (out / "run.json").read_bytes() == old  # run.json moves last: the card and data are new
+    assert RunDir(out).manifest_problems()  # publish would refuse this mix
+    from synthgen.errors import PublishError
+    from synthgen.hub.publish import publish
+
+    with pytest.raises(PublishError, match=r"do not match run\.json"):
+        publish(out, "org/name")
+    again = run(DEMO, out=out, offline=True, limit=2)  # the next run finishes the swap first
+    assert RunDir(out).manifest_problems() == [] and again.steps["dialogues"].rows == 2
+    assert not (out / ".synthgen" / "swap.json").exists()
+
+
+def run_result_for(out: Path, recipe: Any) -> Any:
+    """run.json as a RunResult, with another fingerprint so the new files differ from the old ones."""
+    from synthgen.pipeline.result import RunResult, StepCounts
+
+    data = json.loads((out / "run.json").read_text())
+    data["steps"] = {k: StepCounts(**v) for k, v in data["steps"].items()}
+    data["fingerprint"] = "f" * 64
+    data.pop("files", None)
+    return RunResult(**data)
