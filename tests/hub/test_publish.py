@@ -54,6 +54,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "run"
 
 
+@pytest.fixture(scope="module")
+def built_as_shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline demo as shipped: no student-code pattern, no repo id."""
+    tmp = tmp_path_factory.mktemp("publish-demo")
+    text = DEMO.read_text(encoding="utf-8").replace("../../seeds/", f"{REPO}/seeds/")
+    (tmp / "recipe.yaml").write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHGEN_HOME", str(tmp / "home"))
+        run(load_recipe(tmp / "recipe.yaml"), out=tmp / "run", offline=True, limit=4)
+    return tmp / "run"
+
+
 @pytest.fixture
 def run_dir(built: Path, tmp_path: Path) -> Path:
     """A private copy: publishing appends to .synthgen/publish.json."""
@@ -118,6 +130,7 @@ def test_publish_sends_card_data_and_run_json_only(run_dir: Path, hub: HubServer
     ]:
         assert TOKEN.encode() not in content
     assert TOKEN not in result.stdout + result.stderr
+    assert "student_code_pattern" not in result.stderr  # the recipe names one
 
     card = DatasetCard(received["README.md"].decode("utf-8"))
     assert card.data.to_dict()["license"] == "cc-by-4.0"
@@ -231,6 +244,25 @@ def test_personal_data_is_refused_with_a_masked_report(run_dir: Path, hub: HubSe
     assert allowed.returncode == 0, allowed.stderr
     assert "personal-data hit(s)" in allowed.stderr
     assert history(run_dir)[-1]["pii_allowed"] == 4
+
+
+def test_without_a_student_code_pattern_publish_warns_and_checks_only_near_context_words(
+    built_as_shipped: Path, hub: HubServer, tmp_path: Path
+) -> None:
+    run_dir = Path(shutil.copytree(built_as_shipped, tmp_path / "run"))
+    result = publish(run_dir, hub.url)
+    assert result.returncode == 0, result.stderr  # the shipped demo has nothing the gate mistakes
+    warning = "no output.student_code_pattern is configured, so student codes were not checked"
+    assert f"note: {warning}" in result.stderr
+    notes = history(run_dir)[-1]["notes"]
+    assert isinstance(notes, list) and any(warning in note for note in notes)
+
+    _rewrite_first_row(
+        run_dir / "data" / "seeds" / "train-00000-of-00001.parquet", "answer", "Mi expediente es 20231234."
+    )
+    refused = publish(run_dir, hub.url)
+    assert refused.returncode == 2, refused.stderr
+    assert "seeds/train row 0 answer: student_code: " in refused.stderr and "20231234" not in refused.stderr
 
 
 def test_the_python_api_raises_what_the_cli_maps_to_exit_codes(run_dir: Path) -> None:
