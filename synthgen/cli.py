@@ -223,7 +223,8 @@ def publish(
     """Publish RUN_DIR as a Hugging Face dataset (card, data, run.json) in one commit.
 
     Uses HF_TOKEN or the saved login (`hf auth login`). Refuses personal data (e-mails, phone, DNI/NIE,
-    student codes) unless --allow-pii; unchanged content makes no new commit.
+    IBAN, passport, student codes; docs/privacy.md) unless --allow-pii; unchanged content makes no
+    new commit.
 
     \b
     Example:

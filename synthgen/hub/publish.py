@@ -41,6 +41,12 @@ __all__ = ["PublishResult", "publish", "publishable_files"]
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _REF = re.compile(r"^[\w][\w.\-/]*$")
+# said on every publish without a pattern: the heuristic is no promise, the faculty's pattern is
+_NO_STUDENT_CODE_PATTERN = (
+    "no output.student_code_pattern is configured, so student codes were not checked, except next to "
+    "words like 'expediente', 'NIU' or 'student id'; set the faculty's pattern in the recipe "
+    "(docs/privacy.md)"
+)
 _OWNED = re.compile(r"^(?:data/.+\.parquet|generated/.+)$")  # remote files we delete when gone locally
 
 
@@ -290,6 +296,8 @@ def _publish(
         )
     if report.findings:
         notes.append(f"published with {len(report.findings)} personal-data hit(s): --allow-pii")
+    if not (recipe.get("output") or {}).get("student_code_pattern"):
+        notes.append(_NO_STUDENT_CODE_PATTERN)
     if not run_json.get("complete", True):
         notes.append("the run is incomplete (items not started); the card says so")
     result = PublishResult(

@@ -24,7 +24,6 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from synthgen import load_recipe, run
-from synthgen.hub.privacy import find_personal_data, scan_files
 from tests.conftest import REPO
 from tests.servers.hub_server import HubServer
 
@@ -48,6 +47,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"  license: cc-by-4.0\n  student_code_pattern: '{STUDENT_CODE}'\n"
         "  hub: {repo_id: my-faculty/from-recipe, private: true}\n",
     )
+    (tmp / "recipe.yaml").write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHGEN_HOME", str(tmp / "home"))
+        run(load_recipe(tmp / "recipe.yaml"), out=tmp / "run", offline=True, limit=4)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def built_as_shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline demo as shipped: no student-code pattern, no repo id."""
+    tmp = tmp_path_factory.mktemp("publish-demo")
+    text = DEMO.read_text(encoding="utf-8").replace("../../seeds/", f"{REPO}/seeds/")
     (tmp / "recipe.yaml").write_text(text, encoding="utf-8")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYNTHGEN_HOME", str(tmp / "home"))
@@ -119,6 +130,7 @@ def test_publish_sends_card_data_and_run_json_only(run_dir: Path, hub: HubServer
     ]:
         assert TOKEN.encode() not in content
     assert TOKEN not in result.stdout + result.stderr
+    assert "student_code_pattern" not in result.stderr  # the recipe names one
 
     card = DatasetCard(received["README.md"].decode("utf-8"))
     assert card.data.to_dict()["license"] == "cc-by-4.0"
@@ -234,6 +246,25 @@ def test_personal_data_is_refused_with_a_masked_report(run_dir: Path, hub: HubSe
     assert history(run_dir)[-1]["pii_allowed"] == 4
 
 
+def test_without_a_student_code_pattern_publish_warns_and_checks_only_near_context_words(
+    built_as_shipped: Path, hub: HubServer, tmp_path: Path
+) -> None:
+    run_dir = Path(shutil.copytree(built_as_shipped, tmp_path / "run"))
+    result = publish(run_dir, hub.url)
+    assert result.returncode == 0, result.stderr  # the shipped demo has nothing the gate mistakes
+    warning = "no output.student_code_pattern is configured, so student codes were not checked"
+    assert f"note: {warning}" in result.stderr
+    notes = history(run_dir)[-1]["notes"]
+    assert isinstance(notes, list) and any(warning in note for note in notes)
+
+    _rewrite_first_row(
+        run_dir / "data" / "seeds" / "train-00000-of-00001.parquet", "answer", "Mi expediente es 20231234."
+    )
+    refused = publish(run_dir, hub.url)
+    assert refused.returncode == 2, refused.stderr
+    assert "seeds/train row 0 answer: student_code: " in refused.stderr and "20231234" not in refused.stderr
+
+
 def test_the_python_api_raises_what_the_cli_maps_to_exit_codes(run_dir: Path) -> None:
     from synthgen import PersonalDataFound, PublishError, PublishFailed
     from synthgen import publish as publish_api
@@ -314,65 +345,3 @@ def test_tag_on_another_commit_is_refused_before_committing(run_dir: Path, hub: 
     result = publish(run_dir, hub.url, "--tag", "v1")
     assert result.returncode == 2 and "tag 'v1' already points at commit" in result.stderr
     assert len(hub.commits(REPO_ID)) == commits
-
-
-# --- the privacy scanner -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "kind"),
-    [
-        ("escribe a juan.perez@ucm.es mañana", "email"),
-        ("llámame al +34 612 345 678.", "phone"),
-        ("mi móvil: 612345678", "phone"),
-        ("fijo 91 394 40 00", "phone"),
-        ("(+34) 913944000", "phone"),
-        ("UK: +44 20 7946 0958", "phone"),
-        (f"DNI {_dni(12345678)}", "dni"),
-        ("DNI 12.345.678-Z", "dni"),
-        ("NIE X1234567L", "nie"),
-        ("nie y-1234567-x", "nie"),
-        ("el alumno ALU004321 pregunta", "student_code"),
-    ],
-)
-def test_scanner_finds_personal_data(text: str, kind: str) -> None:
-    hits = find_personal_data(text, student_code=re.compile(STUDENT_CODE))
-    assert [h.kind for h in hits] == [kind]
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "el plazo acaba el 12/09/2024 a las 14:00",
-        "curso 2024-2025, de 9:00-14:00 h",
-        "la tasa es de 1.144,82 € (o 612.345.678 € en total, 712345678 euros)",
-        "60 ECTS en primero y 240 ECTS en total",
-        "según el Art. 12.3 del Real Decreto 1393/2007 y la Orden 612/2023",
-        "12345678A no es un DNI válido (letra incorrecta)",
-        "sha256 1e351f8c1c4bfbef27d0c85347420e41d4daf1d66c370faf5a1285e9a2c456a2",
-        "ISBN 978-84-376-0494-7 y expediente 2023/612345",
-        "prompt tokens: 712,345,678",
-        "soporte@example.com es un ejemplo",
-        "el 12345678 a las 9",
-    ],
-)
-def test_scanner_ignores_dates_amounts_and_references(text: str) -> None:
-    assert find_personal_data(text, student_code=re.compile(STUDENT_CODE)) == []
-
-
-def test_scan_files_locates_hits_and_allows_the_deployment_contact() -> None:
-    files = {
-        "run.json": json.dumps({"recipe": "x", "note": "contacto: ana@ucm.es"}).encode(),
-        "README.md": b"# t\n\nline two\nOficina: secretaria@ciencias.ucm.es\n",
-    }
-    report = scan_files(files, allowed=["secretaria@ciencias.ucm.es"])
-    [finding] = report.findings
-    assert (finding.file, finding.column, finding.kind, finding.excerpt) == (
-        "run.json",
-        "note",
-        "email",
-        "contacto: a***@***.es",
-    )
-    assert not scan_files({"README.md": files["README.md"]}, allowed=["secretaria@ciencias.ucm.es"])
-    [line] = scan_files({"README.md": files["README.md"]}).findings
-    assert line.line == 4 and "README.md line 4" in line.where
