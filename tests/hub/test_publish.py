@@ -24,6 +24,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from synthgen import load_recipe, run
+from synthgen.rundir import file_sha256
 from tests.conftest import REPO
 from tests.servers.hub_server import HubServer
 
@@ -214,10 +215,15 @@ def test_repo_id_defaults_to_the_recipe_and_revision_is_a_branch(run_dir: Path, 
 
 
 def _rewrite_first_row(path: Path, column: str, edit: object) -> None:
+    """Plant a value in a finalized dataset as if the run had generated it (run.json's manifest too)."""
     table = pq.read_table(path)
     rows = table.to_pylist()
     rows[0][column] = edit(rows[0][column]) if callable(edit) else edit
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    run_dir = path.parents[2]
+    run_json = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    run_json["files"][path.relative_to(run_dir).as_posix()] = file_sha256(path)
+    (run_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
 
 
 def test_personal_data_is_refused_with_a_masked_report(run_dir: Path, hub: HubServer) -> None:
