@@ -34,12 +34,20 @@ def canaries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def error_reply(status: int, message: str, **error: Any) -> dict[str, Any]:
-    return {"status": status, "body": {"error": {"message": message, "type": "invalid_request_error", **error}}}
+    return {
+        "status": status,
+        "body": {"error": {"message": message, "type": "invalid_request_error", **error}},
+    }
 
 
 CASES: list[tuple[str, dict[str, Any] | None, str | None, type[SynthgenError]]] = [
     ("400", error_reply(400, "Invalid request."), None, ProviderError),
-    ("400-param", error_reply(400, "Unsupported value: 'temperature'", param="temperature"), None, ProviderError),
+    (
+        "400-param",
+        error_reply(400, "Unsupported value: 'temperature'", param="temperature"),
+        None,
+        ProviderError,
+    ),
     ("400-per-item", error_reply(400, "too long", code="context_length_exceeded"), None, CompletionFailed),
     ("401", error_reply(401, "Incorrect API key provided."), None, AuthenticationFailed),
     ("401-wrong-key", None, "sk-the-right-key", AuthenticationFailed),
@@ -71,7 +79,11 @@ async def test_echoed_key_appears_nowhere(
     )
     with OpenAIServer(config) as server:
         p = ModelProfile(
-            name="assistant", model="gpt-4o-2024-08-06", base_url=server.url, api_key_env=key_env, max_attempts=3
+            name="assistant",
+            model="gpt-4o-2024-08-06",
+            base_url=server.url,
+            api_key_env=key_env,
+            max_attempts=3,
         )
         cache = ResponseCache(tmp_path / "cache.sqlite3")
         async with ChatClient(cache=cache) as client:
@@ -103,9 +115,13 @@ def test_scrub_replaces_env_values_bearer_tokens_and_key_shapes(monkeypatch: pyt
         "'Bearer eyJhbGciOi.x.y' then sk-proj-AbCdEf0123456789xyz, hf_abcdefghijklmnopqrstuvwxyzABCDEFGH end"
     )
     clean = scrub(text, ["MY_KEY"])
-    assert "plain-value-without-shape-42" not in clean and "abc.DEF" not in clean and "eyJhbGciOi" not in clean
+    assert (
+        "plain-value-without-shape-42" not in clean and "abc.DEF" not in clean and "eyJhbGciOi" not in clean
+    )
     assert "AbCdEf0123456789" not in clean and "hf_abcdefghij" not in clean
-    assert clean.startswith("got ***; Authorization: Bearer *** and 'Bearer ***' then sk-***, hf_*** end"), clean
+    assert clean.startswith("got ***; Authorization: Bearer *** and 'Bearer ***' then sk-***, hf_*** end"), (
+        clean
+    )
     # ordinary prose survives: short values, words starting with sk-, a bearer with no token
     monkeypatch.setenv("SHORT", "abc")
     assert scrub("scikit-learn sk-learn abc Bearer", ["SHORT"]) == "scikit-learn sk-learn abc Bearer"
