@@ -30,14 +30,15 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 import pydantic
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from synthgen.errors import CompletionFailed
 from synthgen.llm.cache import ResponseCache, fingerprint
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
 from synthgen.llm.profile import ModelProfile, Prices
-from synthgen.llm.retries import Malformed, fail_fast, failure_reason, retry_after, retryable, wait
+from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
+from synthgen.llm.secrets import scrub
 from synthgen.llm.structured import describe, json_schema, reask_message, response_format, with_schema_note
 from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
 
@@ -96,6 +97,7 @@ class ChatClient:
         self._sdk: dict[tuple[str, str, str, float], openai.AsyncOpenAI] = {}
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self._json_mode_noted: set[tuple[str, str, str]] = set()
+        self._unreachable_noted: set[str] = set()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -313,10 +315,22 @@ class ChatClient:
         )
         call = sdk.chat.completions.with_raw_response.create
         attempts = 0
+
+        def note_unreachable(state: RetryCallState) -> None:
+            # retries of an unreachable endpoint are silent for minutes otherwise: say once which and why
+            exc = state.outcome.exception() if state.outcome else None
+            url = profile.resolved_base_url
+            if isinstance(exc, openai.APIConnectionError) and url not in self._unreachable_noted:
+                self._unreachable_noted.add(url)
+                log.warning(
+                    "%s; retrying (up to %d attempts)", unreachable(exc, profile), profile.max_attempts
+                )
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(retryable),
             stop=stop_after_attempt(profile.max_attempts) | stop_after_delay(profile.max_retry_seconds),
             wait=wait,
+            before_sleep=note_unreachable,
             reraise=True,
         )
         try:
@@ -345,18 +359,16 @@ class ChatClient:
                     except Exception as exc:  # body is not a chat completion at all
                         raise Malformed(f"unparseable 200 response: {exc}") from exc
                     return (raw if completion is None else completion), attempts
+        # not chained to what a server sent (a status error's body, an unparseable 200): a printed
+        # traceback would quote it, with any key it echoes; the messages carry its scrubbed text
         except openai.APIStatusError as exc:
-            if retryable(exc):
-                raise CompletionFailed(
-                    f"gave up after {attempts} attempts: {exc.status_code} {exc.message}",
-                    reason=failure_reason(exc),
-                    attempts=attempts,
-                ) from exc
-            raise fail_fast(exc, profile) from exc
-        except (openai.APIConnectionError, Malformed) as exc:
-            raise CompletionFailed(
-                f"gave up after {attempts} attempts: {exc}", reason=failure_reason(exc), attempts=attempts
-            ) from exc
+            raise (
+                gave_up(exc, profile, attempts) if retryable(exc) else fail_fast(exc, profile, attempts)
+            ) from None
+        except Malformed as exc:
+            raise gave_up(exc, profile, attempts) from None
+        except openai.APIConnectionError as exc:
+            raise gave_up(exc, profile, attempts) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _validate(
@@ -378,14 +390,18 @@ class ChatClient:
         if choice is None:
             raise _Invalid("empty", "the response has no choices", "")
         message = choice.message
+        # a server that echoes the request's key into an answer must not get it into the cache or rows
         content = message.content or ""
+        secret_free = scrub(content, (profile.api_key_env,), shapes=False)
+        parsed = getattr(message, "parsed", None) if secret_free == content else None
+        content = secret_free
         if getattr(message, "refusal", None):
-            raise _Invalid("refusal", f"the model refused: {message.refusal}", "")
+            refusal = scrub(str(message.refusal), (profile.api_key_env,))
+            raise _Invalid("refusal", f"the model refused: {refusal}", "")
         if choice.finish_reason == "content_filter":
             raise _Invalid("content_filter", "the provider's content filter stopped the answer", content)
         if choice.finish_reason == "length":
             raise _Invalid("length", "the answer was cut at the token limit", content)
-        parsed = getattr(message, "parsed", None)
         if schema is not None and parsed is None:
             try:
                 parsed = schema.model_validate_json(content)

@@ -1,22 +1,81 @@
 """Model profiles: one named endpoint + model + sampling + limits, as written in a recipe's ``models``.
 
 A profile names the environment variable holding its key (``api_key_env``), never the key, so
-recipes can be shared and published without leaking secrets.
+recipes can be shared and published without leaking secrets. Because a shared recipe chooses both
+the endpoint and the variable whose value is sent there, a profile refuses a ``base_url`` that is
+not http(s) with a host (it would only fail later, after minutes of retries) and an ``api_key_env``
+that names a well-known secret of another service (``HF_TOKEN``, ``AWS_*``, ``GITHUB_TOKEN``, ...).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from synthgen.errors import AuthenticationFailed
+from synthgen.errors import AuthenticationFailed, ConfigError
 
-__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles"]
+__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles", "not_llm_key", "url_problem"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_URL_HINT = "write it as http://HOST:PORT/v1 or https://HOST/v1, e.g. http://localhost:8000/v1"
+
+#: Environment variables that hold another service's secret (full-match, case-insensitive), and what
+#: they are. Naming one as ``api_key_env`` would send it as the bearer token to the recipe's endpoint.
+_NOT_LLM_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), what)
+    for pattern, what in (
+        (
+            r"HF_TOKEN|HF_API_TOKEN|HUGGING_?FACE(_HUB)?_TOKEN",
+            "a Hugging Face token (it can publish to the Hub)",
+        ),
+        (r"(GITHUB|GH|ACTIONS|GITLAB|CI_JOB)_\w*", "a GitHub or CI token"),
+        (r"AWS_\w*", "AWS credentials"),
+        (r"GOOGLE_APPLICATION_CREDENTIALS|AZURE_STORAGE_\w*|KUBECONFIG", "cloud credentials"),
+        (r"(SSH|GPG)_\w*|GNUPGHOME", "an SSH or GPG credential"),
+        (
+            r"NPM_TOKEN|NODE_AUTH_TOKEN|(PYPI|TWINE|UV_PUBLISH|DOCKER|DOCKERHUB)_\w*|CARGO_REGISTRY_TOKEN",
+            "a package registry token",
+        ),
+        (
+            r"WANDB_API_KEY|KAGGLE_KEY|CODECOV_TOKEN|(SLACK|SENTRY|VAULT|CLOUDFLARE|DIGITALOCEAN|HEROKU|STRIPE)_\w*",
+            "another service's credentials",
+        ),
+        (
+            r"\w*(PASSWORD|PASSWD|PASSPHRASE|PRIVATE_KEY|CLIENT_SECRET|SECRET_ACCESS_KEY|SECRET_KEY|DATABASE_URL)",
+            "a password, private key or database credential",
+        ),
+    )
+)
+
+
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as an OpenAI-compatible base URL, or ``None`` if it is http(s) with a host."""
+    if not url.strip():
+        return "is empty"
+    if any(c.isspace() for c in url):
+        return "contains whitespace"
+    if "://" not in url:
+        return "has no http:// or https:// scheme"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"has the scheme {parts.scheme + ':'!r}; only http and https reach an API"
+    if not parts.hostname:
+        return "has no host"
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+def not_llm_key(name: str) -> str | None:
+    """What secret ``name`` holds when it is a well-known variable of another service, else ``None``."""
+    return next((what for pattern, what in _NOT_LLM_KEYS if pattern.fullmatch(name)), None)
 
 
 def name_profiles(value: object) -> object:
@@ -73,6 +132,27 @@ class ModelProfile(BaseModel):
     prices: Prices | None = None
     http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value is not None else None
+        if problem:
+            omit = "; omit it to use $OPENAI_BASE_URL or OpenAI" if not value else ""
+            raise ValueError(f"{value!r} {problem} ({_URL_HINT}{omit})")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _llm_key_only(cls, value: str) -> str:
+        what = not_llm_key(value)
+        if what:
+            raise ValueError(
+                f"{value} holds {what}, not an LLM API key: a recipe naming it sends that secret to its "
+                f"endpoint (export the endpoint's key in a variable of its own, e.g. export MY_LLM_KEY=..., "
+                f"and name that; if this endpoint really takes this token, copy it: export MY_LLM_KEY=${value})"
+            )
+        return value
+
     @field_validator("extra_body")
     @classmethod
     def _no_secrets_in_body(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +178,23 @@ class ModelProfile(BaseModel):
 
     @property
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        """``base_url``, else ``$OPENAI_BASE_URL`` (checked here: the recipe loader never sees it), else OpenAI."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        env = os.environ.get("OPENAI_BASE_URL", "")
+        if not env:
+            return DEFAULT_BASE_URL
+        problem = url_problem(env)
+        if problem:
+            raise ConfigError(
+                f"$OPENAI_BASE_URL {env!r} {problem}; this profile has no base_url, so it would use it",
+                field=f"{self._where()}.base_url",
+                hint="export OPENAI_BASE_URL=http://HOST:PORT/v1 (or https://HOST/v1), or set base_url in the profile",
+            )
+        return env.rstrip("/")
+
+    def _where(self) -> str:
+        return f"models.{self.name}" if self.name else "profile"
 
     def api_key(self, *, required: bool = True) -> str:
         """Read the key from the environment at call time; it is never stored on the profile."""

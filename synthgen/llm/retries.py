@@ -5,19 +5,39 @@ a 200 whose body is not a completion), how long to wait (the server's ``retry-af
 to 25% jitter, so clients waiting on one rate limit do not retry in lockstep; else capped
 exponential backoff with full jitter), and what a non-retryable status means for the user: the
 profile field to fix (401/403/404, a rejected parameter, no json_schema support).
+
+Every message built here from what a server sent goes through :func:`synthgen.llm.secrets.scrub`
+(servers that quote the Authorization header in an error body would otherwise put the key in the
+terminal, journals and failure reports), and a connection failure names the URL, the profile and
+what happened (refused, DNS, timeout), read from the exception's causes: the SDK's words ("Connection
+error.", and "Request timed out." for a refused connection over aiohttp) name none of them.
 """
 
 from __future__ import annotations
 
 import random
+import socket
+from collections.abc import Iterator
 
+import httpx2
 import openai
 from tenacity import RetryCallState
 
 from synthgen.errors import AuthenticationFailed, CompletionFailed, ProviderError
 from synthgen.llm.profile import ModelProfile
+from synthgen.llm.secrets import scrub
 
-__all__ = ["Malformed", "fail_fast", "failure_reason", "retry_after", "retryable", "wait"]
+__all__ = [
+    "Malformed",
+    "fail_fast",
+    "failure_reason",
+    "gave_up",
+    "retry_after",
+    "retryable",
+    "server_text",
+    "unreachable",
+    "wait",
+]
 
 _RETRY_STATUS = {408, 409, 429}
 _PER_ITEM_400 = ("context_length_exceeded", "content_policy_violation", "invalid_prompt", "content_filter")
@@ -62,12 +82,77 @@ def wait(state: RetryCallState) -> float:
     return random.uniform(0, min(30.0, 0.25 * 2**state.attempt_number))
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes (``__cause__``, else ``__context__``), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _connection_kind(exc: BaseException) -> str:
+    """``dns``, ``refused``, ``timeout`` or ``connection``, from the OS error under the SDK's wrappers.
+
+    Refusals and DNS failures are looked for first: aiohttp's adapter maps every connector error,
+    a refusal included, to ``ConnectTimeout``, so only the builtin ``TimeoutError`` means a timeout.
+    """
+    chain = list(_chain(exc))
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "dns"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "refused"
+    bare_timeout = chain == [exc] and isinstance(exc, openai.APITimeoutError)  # no cause to read
+    if bare_timeout or any(isinstance(e, TimeoutError) for e in chain):
+        return "timeout"
+    return "connection"
+
+
+def unreachable(exc: BaseException, profile: ModelProfile) -> str:
+    """Which endpoint and profile could not be reached, and how, for an ``APIConnectionError``."""
+    url = profile.resolved_base_url
+    who = f"profile {profile.name or profile.model!r}"
+    kind = _connection_kind(exc)
+    detail = str(list(_chain(exc))[-1]) or type(exc).__name__
+    if kind == "dns":
+        host = httpx2.URL(url).host
+        return f"{url} ({who}): DNS cannot resolve the host {host!r} ({detail})"
+    if kind == "refused":
+        return f"{url} ({who}): connection refused (is the server running on that host and port?)"
+    if kind == "timeout":
+        connecting = any(isinstance(e, httpx2.ConnectTimeout) for e in _chain(exc))
+        limit = min(10.0, profile.timeout) if connecting else profile.timeout
+        what = "did not accept a connection" if connecting else "did not answer"
+        return (
+            f"{url} ({who}) {what} within {limit:g} s (timed out; raise the profile's timeout if it is slow)"
+        )
+    return f"{url} ({who}): cannot connect ({detail})"
+
+
+def server_text(exc: openai.APIStatusError, profile: ModelProfile) -> str:
+    """The server's error message, without any secret it may quote (the key it was sent, above all)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return scrub(str(body.get("message") or exc.message), (profile.api_key_env,))
+
+
+def gave_up(exc: BaseException, profile: ModelProfile, attempts: int) -> CompletionFailed:
+    """The failure of one request whose transient errors outlasted the retries."""
+    if isinstance(exc, openai.APIStatusError):
+        what = f"{profile.resolved_base_url} answered {exc.status_code}: {server_text(exc, profile)}"
+    elif isinstance(exc, openai.APIConnectionError):
+        what = unreachable(exc, profile)
+    else:
+        what = scrub(str(exc), (profile.api_key_env,))
+    return CompletionFailed(
+        f"gave up after {attempts} attempts: {what}", reason=failure_reason(exc), attempts=attempts
+    )
+
+
 def failure_reason(exc: BaseException) -> str:
     """A short label for failure reports (``timeout``, ``rate_limited``, ``http_503``, ...)."""
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection"
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError too: a refusal over aiohttp is one
+        return "timeout" if _connection_kind(exc) == "timeout" else "connection"
     if isinstance(exc, Malformed):
         return "malformed_response"
     if isinstance(exc, openai.APIStatusError):
@@ -75,13 +160,13 @@ def failure_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def fail_fast(exc: openai.APIStatusError, profile: ModelProfile) -> Exception:
+def fail_fast(exc: openai.APIStatusError, profile: ModelProfile, attempts: int = 1) -> Exception:
     """Translate a non-retryable status into the error that says what to fix."""
     where = f"models.{profile.name}" if profile.name else "profile"
     body = exc.body if isinstance(exc.body, dict) else {}
     param = str(body.get("param") or "")
     code = str(body.get("code") or "")
-    message = str(body.get("message") or exc.message)
+    message = server_text(exc, profile)
     if exc.status_code in (401, 403):
         return AuthenticationFailed(
             f"{profile.resolved_base_url} answered {exc.status_code}: {message}",
@@ -95,7 +180,7 @@ def fail_fast(exc: openai.APIStatusError, profile: ModelProfile) -> Exception:
             hint="check the model name and base_url (vLLM/Ollama serve the name they were started with)",
         )
     if code in _PER_ITEM_400 or "context length" in message.lower():
-        return CompletionFailed(message, reason=code or "context_length")
+        return CompletionFailed(message, reason=code or "context_length", attempts=attempts)
     for field in ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort"):
         if param == field or f"'{field}'" in message:
             return ProviderError(

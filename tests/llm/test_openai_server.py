@@ -480,6 +480,46 @@ def test_api_key_and_unknown_paths() -> None:
         assert status == 400 and "no_such_field" in body["error"]["message"]
 
 
+def test_echo_auth_quotes_the_key_in_error_bodies_only_when_asked() -> None:
+    """The leak tests trust this: with ``echo_auth`` every 400/401/429/500 body carries the header."""
+    scripted = {
+        "status": 400,
+        "body": {"error": {"message": "context too long", "code": "context_length_exceeded"}},
+    }
+    replies = iter([scripted, None, None, None, None])
+
+    def responder(request: dict[str, Any]) -> dict[str, Any] | None:
+        return next(replies)
+
+    config = ServerConfig(echo_auth=True, responder=responder, fault_sequence=["ok", "429", "500", "ok"])
+    with OpenAIServer(config) as srv:
+
+        async def run(key: str) -> list[Any]:
+            out: list[Any] = []
+            async with client_for(srv, api_key=key) as client:
+                for _ in range(4):
+                    try:
+                        out.append(await client.chat.completions.create(model=MODEL, messages=MESSAGES))
+                    except openai.APIStatusError as exc:
+                        out.append(exc)
+            return out
+
+        seen = asyncio.run(run("sk-echo-me-0123456789"))
+        assert [getattr(r, "status_code", 200) for r in seen] == [400, 429, 500, 200]
+        for exc in seen[:3]:
+            assert "Bearer sk-echo-me-0123456789" in exc.message
+            assert exc.body["request_headers"] == {"Authorization": "Bearer sk-echo-me-0123456789"}
+            assert exc.code is not None or exc.status_code == 500
+        srv.update_config(api_key="sk-right")
+        denied = asyncio.run(run("sk-wrong-0123456789"))[0]
+        assert isinstance(denied, openai.AuthenticationError)
+        assert "Bearer sk-wrong-0123456789" in denied.message
+        srv.update_config(api_key=None, echo_auth=False, fault_sequence=["500"])
+        plain = asyncio.run(run("sk-echo-me-0123456789"))[0]
+        assert isinstance(plain, openai.InternalServerError) and "sk-echo" not in plain.message
+        assert "request_headers" not in plain.body
+
+
 def test_stop_is_bounded_with_a_hung_request() -> None:
     srv = OpenAIServer(ServerConfig(fault_sequence=["hang"])).start()
     errors: list[BaseException] = []

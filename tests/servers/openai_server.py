@@ -57,6 +57,7 @@ from aiohttp import web
 __all__ = [
     "ALL_FAULTS",
     "DEFAULT_FAULTS",
+    "ECHO_STATUSES",
     "OpenAIServer",
     "ServerConfig",
     "SpawnedServer",
@@ -96,6 +97,9 @@ _JSON_ONLY_FAULTS = {
     "invalid_json_content": ("json_schema", "json_object"),
 }
 
+#: Error statuses whose bodies quote the Authorization header when ``ServerConfig.echo_auth`` is set.
+ECHO_STATUSES = frozenset({400, 401, 429, 500})
+
 #: Sequence entries that mean "serve this request normally, inject nothing".
 _NO_FAULT = ("", "ok", "none")
 
@@ -131,6 +135,9 @@ class ServerConfig:
       only: it cannot cross to a subprocess.
     * ``api_key``: when set, any other bearer token gets a 401.
     * ``model_suffix``: appended to the requested model in replies (e.g. ``"-2024-07-18"``).
+    * ``echo_auth``: error replies with a status in ``ECHO_STATUSES`` (400, 401, 429, 500) quote the
+      request's Authorization header in ``error.message`` and ``error.request_headers``, as some
+      proxies and self-hosted servers do: the client must keep the key out of what it reports.
     """
 
     latency: float = 0.0
@@ -147,6 +154,7 @@ class ServerConfig:
     responder: Responder | None = None
     api_key: str | None = None
     model_suffix: str = ""
+    echo_auth: bool = False
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
@@ -854,6 +862,8 @@ class _Core:
             number = self._counter
         try:
             response = await self._chat(request, auth, number)
+            if self.config.echo_auth and auth is not None and response.status in ECHO_STATUSES:
+                response = _echo_auth(response, auth)
             with self._lock:
                 self._stats.status[str(response.status)] += 1
             return response
@@ -1222,6 +1232,22 @@ def _json_error(
         content_type="application/json",
         headers=dict(headers or {}),
     )
+
+
+def _echo_auth(response: web.Response, auth: str) -> web.Response:
+    """The same error reply with the request's Authorization header quoted in its body."""
+    try:
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):  # a scripted body of another shape: replaced by an OpenAI-shaped one
+        body = _error_body(f"error {response.status}", "server_error", None)
+        error = body["error"]
+    error["message"] = f"{error.get('message') or ''} (request had Authorization: {auth})"
+    error["request_headers"] = {"Authorization": auth}
+    response.body = _dumps(body)
+    return response
 
 
 def _rate_limited(wait: float, headers: dict[str, str], what: str) -> web.Response:
