@@ -200,7 +200,7 @@ class _Runner:
             },
             complete=all(c.not_started == 0 for c in steps.values()),
         )
-        problems = _problems(steps, self.recipe.max_failure_rate)
+        problems = _problems(steps, self.recipe.max_failure_rate, reports["failed"])
         if problems:  # the journal keeps every answer: a re-run retries and finalizes
             write_reports(self.out, reports)
             raise RunFailed(
@@ -216,7 +216,9 @@ class _Runner:
         return result
 
 
-def _problems(steps: Mapping[str, StepCounts], max_failure_rate: float) -> list[str]:
+def _problems(
+    steps: Mapping[str, StepCounts], max_failure_rate: float, failures: list[dict[str, Any]]
+) -> list[str]:
     """Why this run must not replace the RUN_DIR's dataset: no row at all, too many failed items, or a
     step left without input. Empty when the run is good (a budget stop is good: what was paid is kept)."""
     problems: list[str] = []
@@ -227,9 +229,12 @@ def _problems(steps: Mapping[str, StepCounts], max_failure_rate: float) -> list[
             reasons = ", ".join(
                 f"{r} x{n}" for r, n in sorted(counts.failures.items(), key=lambda x: -x[1])[:3]
             )
+            example = next((str(f["detail"])[:300] for f in failures if f["step"] == name), "")
             problems.append(
                 f"step {name}: {counts.failed} of {counts.items - counts.not_started} items failed "
-                f"({counts.failure_rate:.0%} > max_failure_rate {max_failure_rate:.0%}; {reasons})"
+                f"({counts.failure_rate:.0%} > max_failure_rate {max_failure_rate:.0%}; {reasons}"
+                + (f"; e.g. {example}" if example else "")
+                + ")"
             )
     ran = sum(c.items - c.not_started for c in steps.values())
     if ran and not sum(c.rows for c in steps.values()):

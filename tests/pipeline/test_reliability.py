@@ -34,7 +34,7 @@ def recipe_file(tmp_path: Path, base_url: str, **profile: Any) -> Path:
     for key in ("seeds", "personas"):
         recipe[key] = str((DEMO.parent / recipe[key]).resolve())
     for entry in recipe["models"].values():
-        entry.update(base_url=base_url, api_key_env=KEY, max_attempts=2, **profile)
+        entry.update({"base_url": base_url, "api_key_env": KEY, "max_attempts": 2, **profile})
     del recipe["budget"]
     recipe["steps"][0]["config"]["turns"] = [1, 1]
     recipe["steps"][1]["config"]["candidates"] = 2
@@ -209,3 +209,20 @@ def run_result_for(out: Path, recipe: Any) -> Any:
     data["fingerprint"] = "f" * 64
     data.pop("files", None)
     return RunResult(**data)
+
+
+def test_an_unreachable_endpoint_exits_1_naming_its_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from synthgen.cli import main
+
+    monkeypatch.setenv(KEY, "sk-loopback")
+    dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+    recipe = recipe_file(tmp_path, dead, max_attempts=1)
+    result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(tmp_path / "run"), "--limit", "2"])
+    assert result.exit_code == 1, result.output
+    assert "no step produced a row" in result.output and dead in result.output
+    assert "connection refused" in result.output
+    assert not (tmp_path / "run" / "run.json").exists()
