@@ -37,6 +37,13 @@ def _errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_outside = click.option(
+    "--allow-outside-paths",
+    is_flag=True,
+    help="Let the recipe read files outside its folder and its seeds' folders (only for recipes you trust).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="synthgen")
 def main() -> None:
@@ -71,8 +78,9 @@ def init(directory: Path, language: str) -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@_outside
 @_errors
-def validate(recipe: Path) -> None:
+def validate(recipe: Path, allow_outside_paths: bool) -> None:
     """Check RECIPE offline: schema, paths, seeds, generator configs, templates (dry-rendered).
 
     \b
@@ -81,7 +89,7 @@ def validate(recipe: Path) -> None:
     """
     from synthgen import validate_recipe
 
-    summary = validate_recipe(recipe)
+    summary = validate_recipe(recipe, allow_outside_paths=allow_outside_paths)
     click.echo(summary)
 
 
@@ -90,8 +98,11 @@ def validate(recipe: Path) -> None:
 @click.option("--pilot", type=click.IntRange(min=1), help="Run N real items per step and extrapolate.")
 @click.option("--offline", is_flag=True, help="Simulate with the embedded offline provider.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@_outside
 @_errors
-def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> None:
+def estimate(
+    recipe: Path, pilot: int | None, offline: bool, as_json: bool, allow_outside_paths: bool
+) -> None:
     """Planned calls, tokens and USD per step and model, before spending.
 
     \b
@@ -100,7 +111,7 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
     """
     from synthgen import estimate as estimate_recipe
 
-    result = estimate_recipe(recipe, pilot=pilot, offline=offline)
+    result = estimate_recipe(recipe, pilot=pilot, offline=offline, allow_outside_paths=allow_outside_paths)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -130,6 +141,7 @@ def estimate(recipe: Path, pilot: int | None, offline: bool, as_json: bool) -> N
     is_flag=True,
     help="Retry every failed item (a re-run always retries transient failures: network, 429, 5xx).",
 )
+@_outside
 @_errors
 def run(
     recipe: Path,
@@ -140,6 +152,7 @@ def run(
     no_cache: bool,
     yes: bool,
     retry_failed: bool,
+    allow_outside_paths: bool,
 ) -> None:
     """Generate the recipe's datasets into RUN_DIR; re-running on the same RUN_DIR resumes.
 
@@ -159,6 +172,8 @@ def run(
         progress=sys.stderr.isatty(),
         confirm=None if yes else functools.partial(click.confirm, default=False),
         retry_failed=retry_failed,
+        allow_outside_paths=allow_outside_paths,
+        notify=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
     )
     for name, c in result.steps.items():
         click.echo(

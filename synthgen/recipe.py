@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -258,8 +259,14 @@ def _sha256(path: Path) -> str:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read, validate and resolve a recipe; raise :class:`RecipeError` (or SeedError) on any problem."""
+def load_recipe(path: str | Path, *, allow_outside_paths: bool = False) -> Recipe:
+    """Read, validate and resolve a recipe; raise :class:`RecipeError` (or SeedError) on any problem.
+
+    Every file a recipe reads besides its seeds (personas, prompt overrides, documents and any other
+    generator input) must lie inside the recipe's folder or a seeds file's folder: a shared recipe
+    must not read (and send to its endpoint, or publish) a file elsewhere on this machine, unless
+    ``allow_outside_paths`` says the recipe is trusted.
+    """
     path = Path(path)
     recipe, lines = load_yaml_model(path, Recipe, what="recipe", keys="name, seeds, models, steps")
     base = path.resolve().parent
@@ -303,9 +310,43 @@ def load_recipe(path: str | Path) -> Recipe:
                 hint="paths are relative to the recipe file",
             )
     recipe.personas = personas
+    confine = None if allow_outside_paths else _Confinement(recipe, path, lines)
+    if confine is not None:
+        if personas is not None:
+            confine.check(personas, ("personas",))
+        for role, prompt in recipe.prompts.items():
+            confine.check(prompt, ("prompts", role))
     recipe.loaded_personas = load_personas(personas) if personas else []
-    _check_steps(recipe, path, lines)
+    _check_steps(recipe, path, lines, confine)
     return recipe
+
+
+class _Confinement:
+    """Where a recipe may read: its own folder and the folders of its seeds files."""
+
+    def __init__(self, recipe: Recipe, path: Path, lines: Lines) -> None:
+        self.roots = sorted({recipe.base_dir.resolve(), *(s.parent for s in recipe.seeds)})
+        self.path, self.lines = path, lines
+
+    def check(self, target: str | Path, loc: tuple[str | int, ...]) -> None:
+        resolved = Path(target).resolve()  # a symbolic link is judged by where it points
+        if any(resolved.is_relative_to(root) for root in self.roots):
+            return
+        raise RecipeError(
+            f"reads {resolved}, outside the recipe's folder and its seeds' folders",
+            path=self.path,
+            line=line_for(self.lines, loc),
+            field=dotted(loc),
+            hint="a recipe may read only files beside it or its seeds; if you trust this recipe, pass "
+            "--allow-outside-paths (allow_outside_paths=True)",
+        )
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The part of a glob before its first wildcard: where the pattern can reach at most."""
+    parts = Path(pattern).parts
+    fixed = [p for p in itertools.takewhile(lambda part: not any(c in part for c in "*?["), parts)]
+    return str(Path(*fixed)) if fixed else pattern
 
 
 def _where_is(node: object, value: str) -> tuple[str | int, ...]:
@@ -320,7 +361,7 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
     return ()
 
 
-def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
+def _check_steps(recipe: Recipe, path: Path, lines: Lines, confine: _Confinement | None) -> None:
     def check_prompt(role: str) -> None:
         library = recipe.prompt_library()  # per call: plugin packages of the steps checked so far
         try:
@@ -357,6 +398,17 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
         except ValidationError as exc:
             raise_validation(exc, path, lines, cls.Config, prefix=(*loc, "config"))
             raise  # pragma: no cover
+        if confine is not None:
+            try:
+                inputs = generator.inputs()
+            except ConfigError:
+                inputs = []  # a pattern matching nothing: reported where the step plans its items
+            for field in getattr(cls, "path_fields", ()):
+                value = step.config.get(field)
+                for pattern in [value] if isinstance(value, str) else value or []:
+                    confine.check(_fixed_prefix(pattern), (*loc, "config", field))
+            for found in inputs:
+                confine.check(found, (*loc, "config"))
         for name in generator.profiles_used():
             if name not in recipe.models:
                 close = difflib.get_close_matches(name, recipe.models, n=1)

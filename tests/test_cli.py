@@ -48,6 +48,9 @@ def demo_copy(tmp_path: Path, *, seeds: int | None = None) -> dict[str, Any]:
         subset = tmp_path / "demo-seeds.yaml"
         subset.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         recipe["seeds"] = str(subset)
+        personas = tmp_path / "personas.yaml"  # beside its seeds, where a recipe may read it
+        personas.write_text(Path(recipe["personas"]).read_text(encoding="utf-8"), encoding="utf-8")
+        recipe["personas"] = str(personas)
     return recipe
 
 

@@ -177,7 +177,14 @@ def _step_estimate(
     )
 
 
-def estimate(recipe: Recipe | str | Path, *, pilot: int | None = None, offline: bool = False) -> CostEstimate:
+def estimate(
+    recipe: Recipe | str | Path,
+    *,
+    pilot: int | None = None,
+    offline: bool = False,
+    allow_outside_paths: bool = False,
+) -> CostEstimate:
     """Planned calls, tokens and USD per step and model for ``recipe`` (``offline`` ignores ``pilot``)."""
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
     return asyncio.run(_estimate(recipe, None if offline else pilot))

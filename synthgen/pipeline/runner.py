@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -40,6 +41,8 @@ from synthgen.recipe import Recipe, load_recipe
 from synthgen.rundir import RunDir
 
 __all__ = ["default_out", "run"]
+
+log = logging.getLogger("synthgen.pipeline.runner")
 
 
 def default_out(recipe: Recipe) -> Path:
@@ -266,6 +269,18 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _endpoints(recipe: Recipe) -> list[str]:
+    """Where a recipe sends its prompts when it names endpoints itself (a shared recipe could point
+    them anywhere): said before the first paid call. Profiles on the SDK's default say nothing."""
+    by_url: dict[str, list[str]] = {}
+    for name, profile in recipe.models.items():
+        if profile.base_url is not None:
+            by_url.setdefault(profile.resolved_base_url, []).append(f"models.{name}")
+    return [
+        f"requests of {', '.join(names)} go to {url} (the recipe's base_url)" for url, names in by_url.items()
+    ]
+
+
 def _check_prices(recipe: Recipe) -> None:
     """A budget needs a price for every model a step calls: an unpriced one would spend unseen."""
     if recipe.budget.max_usd is None:
@@ -314,6 +329,8 @@ def run(
     progress: bool = False,
     confirm: Callable[[str], bool] | None = None,
     retry_failed: bool = False,
+    allow_outside_paths: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Generate the recipe's datasets into ``out`` (default ``runs/<name>``), resuming what is there.
 
@@ -321,12 +338,16 @@ def run(
     and ``confirm(message)`` decides whether to start when the estimate passes it (the CLI passes
     ``click.confirm``); declining raises :class:`~synthgen.errors.BudgetExceeded`. Offline runs cost
     nothing and are never gated. A re-run retries items whose failure was transient (network, 429,
-    5xx, timeouts); ``retry_failed`` retries every failed item.
+    5xx, timeouts); ``retry_failed`` retries every failed item. ``notify`` hears what a person should
+    know before money is spent (where requests go when the recipe names its own endpoints).
     """
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
     out = Path(out) if out is not None else default_out(recipe)
     if not offline:
         _check_prices(recipe)
+        for line in _endpoints(recipe):
+            (notify or log.warning)(line)
     if confirm is not None and not offline:
         _budget_gate(recipe, confirm)
     runner = _Runner(

@@ -52,10 +52,11 @@ async def dry_run(recipe: Recipe) -> dict[str, int]:
     return planned
 
 
-def validate_recipe(recipe: Recipe | str | Path) -> str:
+def validate_recipe(recipe: Recipe | str | Path, *, allow_outside_paths: bool = False) -> str:
     """Validate and dry-run; return a human summary (raise SynthgenError on any problem)."""
     path = recipe.path if isinstance(recipe, Recipe) else recipe
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
     planned = asyncio.run(dry_run(recipe))
     topics = Counter(s.topic for s in recipe.loaded_seeds)
     lines = [
