@@ -7,9 +7,9 @@ plus a private ``.synthgen/`` folder that is never published::
     data/<config>/<split>-*.parquet    sft and prefs (train, test); seeds (train, with a split column)
     generated/seeds.jsonl              seeds made from documents, when a step made any
     run.json                           the run's result: counts, usage, cost, versions, fingerprint
-    .synthgen/                         state.json, splits.json, journal/<step>.jsonl, failures.jsonl,
-                                       rejected.jsonl, publish.json, lock (one writer at a time),
-                                       tmp/ and trash/ of finalize
+    .synthgen/                         state.json, splits.json, journal/<step>.jsonl, ledger.jsonl,
+                                       failures.jsonl, rejected.jsonl, publish.json, lock (one
+                                       writer at a time), swap.json, tmp/ and trash/ of finalize
 
 This module is the one place that spells those names. The pipeline writes through these paths; the
 card, reports, evaluation and publishing read through them. It imports nothing of synthgen but
@@ -153,6 +153,11 @@ class RunDir:
             return f"synthgen {owner['action']} (pid {owner['pid']}) holds it since {since}"
         except (OSError, ValueError, KeyError, TypeError):
             return "another synthgen process holds it"
+
+    @property
+    def ledger(self) -> Path:
+        """Every paid response, appended as it arrives (the dataset's usage, kills included)."""
+        return self.state_dir / "ledger.jsonl"
 
     def journal(self, step: str) -> Path:
         return self.state_dir / "journal" / f"{step}.jsonl"

@@ -118,11 +118,15 @@ class UsageMeter:
     cached_by_model: dict[str, TokenUsage] = field(default_factory=dict)
     unpriced_models: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: told of every paid response as it is recorded (the pipeline's ledger: what a kill cannot lose)
+    sink: Callable[[str, TokenUsage], None] | None = field(default=None, repr=False, compare=False)
 
     def record(self, model: str, usage: TokenUsage, prices: Prices | None) -> None:
         usage.cost_usd = cost_usd(usage, prices)
         if prices is None:
             self.unpriced_models.add(model)
+        if self.sink is not None:
+            self.sink(model, usage)
         with self._lock:
             self.by_model.setdefault(model, TokenUsage()).add(usage)
         if (item := _ITEM.get()) is not None and item is not self:

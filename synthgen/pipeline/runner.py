@@ -34,6 +34,7 @@ from synthgen.pipeline.checks import RowChecks
 from synthgen.pipeline.estimate import estimate, item_cost
 from synthgen.pipeline.finalize import recover, write_reports, write_run_dir
 from synthgen.pipeline.journal import Journal
+from synthgen.pipeline.ledger import Ledger
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
@@ -75,9 +76,10 @@ class _Runner:
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
         )
+        self.ledger = Ledger(self.rundir.ledger)
         self.client = ChatClient(
             cache=ResponseCache(cache_path(), enabled=use_cache),
-            meter=UsageMeter(),
+            meter=UsageMeter(sink=self.ledger.record),
             limits=Limits(),
             offline=offline,
         )
@@ -120,13 +122,13 @@ class _Runner:
         }
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
 
-    def _spent_before(self) -> float:
-        """What earlier invocations paid for this dataset: every journaled attempt of every step."""
+    def _journaled(self) -> UsageMeter:
+        """Usage as the journals record it: every finished attempt of every item of every step."""
         meter = UsageMeter()
         for step in self.recipe.steps:
             for entry in Journal(self.rundir.journal(step.name)).entries():
                 meter.merge(entry.get("usage", {}))
-        return meter.spent_usd
+        return meter
 
     def _resumable(self, state: Mapping[str, Any]) -> bool:
         """True to resume ``state``; False to start afresh (nothing was generated under it yet, e.g. a run
@@ -150,9 +152,10 @@ class _Runner:
         steps: dict[str, StepCounts] = {}
         reports: dict[str, list[dict[str, Any]]] = {"failed": [], "rejected": []}
         dataset_usage = UsageMeter()  # journaled: every invocation that built this RUN_DIR
+        self.ledger.open(baseline=self._journaled())
         budget = Budget(
             None if self.offline else self.recipe.budget.max_usd,
-            spent_before=self._spent_before(),
+            spent_before=self.ledger.totals().spent_usd,
             meter=self.client.meter,
         )
 
@@ -179,27 +182,37 @@ class _Runner:
                 reports[kind].extend(records)
             return outcome.rows
 
-        async with self.client:
-            outputs = await walk(self.recipe, self.splits, produce, limit=self.limit)
+        try:
+            async with self.client:
+                outputs = await walk(self.recipe, self.splits, produce, limit=self.limit)
+        finally:
+            self.ledger.close()
+        paid = self.ledger.totals()  # what the server billed, kills and retries included
+        usage = {
+            **paid.snapshot(),
+            "cache_hits": dataset_usage.cache_hits,
+            "cached_by_model": dataset_usage.snapshot()["cached_by_model"],
+            "unpriced_models": sorted(paid.unpriced_models | dataset_usage.unpriced_models),
+        }
         result = RunResult(
             run_dir=self.out.name,  # the folder's name only: an absolute path can name a person
             recipe=self.recipe.name,
             fingerprint=self.fingerprint,
             offline=self.offline,
             steps=steps,
-            usage=dataset_usage.snapshot(),
-            cost_usd=round(dataset_usage.spent_usd, 6),
+            usage=usage,
+            cost_usd=round(paid.spent_usd, 6),
             usage_this_run=self.client.meter.snapshot(),
             seconds=round(time.monotonic() - started, 3),
             splits=dict(Counter(self.splits.values())),
             prompts=prompts.hashes(),
             versions=_versions(self.recipe),
-            response_models=sorted(set(dataset_usage.by_model) | set(dataset_usage.cached_by_model)),
+            response_models=sorted(set(paid.by_model) | set(dataset_usage.cached_by_model)),
             token_counter=TOKEN_COUNTER,
             budget={
                 "max_usd": self.recipe.budget.max_usd,
                 "exhausted": budget.exhausted,
-                "spent_usd": round(dataset_usage.spent_usd, 6),
+                "spent_usd": round(paid.spent_usd, 6),
             },
             complete=all(c.not_started == 0 for c in steps.values()),
         )

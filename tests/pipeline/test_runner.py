@@ -156,6 +156,14 @@ def test_resume_after_sigkill_gives_the_same_rows(endpoint: Any, tmp_path: Path)
     resent = stats["duplicates"] - baseline_duplicates
     assert 0 <= resent <= lost_in_flight
     assert lost_in_flight <= 10 * 8  # at most the concurrency of the two model keys (4 + 4) per kill
+    # every answer that reached a process was paid and is in run.json, though its item was killed in
+    # flight (on resume it is a free cache hit): the ledger counts it; the journals alone did not
+    cache = sqlite3.connect(os.environ["SYNTHGEN_HOME"] + "/cache.sqlite3")
+    cached_answers = cache.execute("SELECT count(*) FROM responses").fetchone()[0]
+    cache.close()
+    paid = json.loads((out / "run.json").read_text())["usage"]["total"]
+    assert cached_answers <= paid["requests"] <= stats["served_ok"]
+    assert paid["completion_tokens"] <= stats["usage_all"]["completion_tokens"]
 
 
 def test_changed_recipe_refuses_to_resume(tmp_path: Path) -> None:
