@@ -170,7 +170,7 @@ def run(
         concurrency=concurrency,
         use_cache=not no_cache,
         progress=sys.stderr.isatty(),
-        confirm=None if yes else functools.partial(click.confirm, default=False),
+        confirm=None if yes else _confirm,
         retry_failed=retry_failed,
         allow_outside_paths=allow_outside_paths,
         notify=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
@@ -193,6 +193,16 @@ def run(
             fg="yellow",
         )
     click.echo(f"wrote {out or Path('runs') / result.recipe}")
+
+
+def _confirm(question: str) -> bool:
+    """Ask on a terminal; without one (nohup, CI) nobody can answer: say so instead of 'Aborted!'."""
+    if not sys.stdin.isatty():
+        click.secho(
+            f"{question} -- no terminal to answer on: pass --yes to run anyway", fg="yellow", err=True
+        )
+        return False
+    return click.confirm(question, default=False)
 
 
 @main.command()

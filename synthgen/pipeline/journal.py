@@ -23,7 +23,8 @@ class Journal:
         self._file: IO[str] | None = None
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        """Complete entries, last write of an item wins; a torn trailing line is skipped."""
+        """Complete entries, last write of an item wins; a torn trailing line is skipped, and so is a
+        line that is not an entry (edited by hand, or another tool's): its item simply runs again."""
         if not self.path.exists():
             return
         with self.path.open(encoding="utf-8") as f:
@@ -31,9 +32,11 @@ class Journal:
                 if not line.endswith("\n"):
                     break
                 try:
-                    yield json.loads(line)
+                    entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if isinstance(entry, dict) and isinstance(entry.get("item"), str) and "status" in entry:
+                    yield entry
 
     def load(self) -> dict[str, dict[str, Any]]:
         return {e["item"]: e for e in self.entries()}

@@ -63,7 +63,9 @@ class _Runner:
         use_cache: bool,
         progress: bool,
         retry_failed: bool,
+        notify: Callable[[str], None],
     ) -> None:
+        self.notify = notify
         self.recipe, self.out, self.offline, self.limit = recipe, out, offline, limit
         self.rundir = RunDir(out)
         self.profiles = {
@@ -113,6 +115,12 @@ class _Runner:
         self.splits = assign_splits(
             self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed
         )
+        if self.recipe.output.test_fraction > 0 and "test" not in self.splits.values():
+            self.notify(
+                f"no seed went to the test split: a topic needs 2 or more seeds to give one (test_fraction "
+                f"{self.recipe.output.test_fraction} of {len(self.splits)} seeds); evaluation will have no "
+                "held-out seeds"
+            )
         _write_atomic(rd.splits_file, json.dumps(self.splits, indent=1, sort_keys=True))
         state = {
             "fingerprint": self.fingerprint,
@@ -294,14 +302,24 @@ def _endpoints(recipe: Recipe) -> list[str]:
     ]
 
 
+def _profiles_used(recipe: Recipe) -> list[str]:
+    used = {name for step in recipe.steps for name in recipe.generator(step).profiles_used()}
+    if recipe.quality.verify_claims:
+        used.add(recipe.quality.verify_claims)
+    return sorted(used)
+
+
+def _check_keys(recipe: Recipe) -> None:
+    """Every profile a step calls has its key in the environment: said before any prompt or request."""
+    for name in _profiles_used(recipe):
+        recipe.models[name].api_key()
+
+
 def _check_prices(recipe: Recipe) -> None:
     """A budget needs a price for every model a step calls: an unpriced one would spend unseen."""
     if recipe.budget.max_usd is None:
         return
-    used = {name for step in recipe.steps for name in recipe.generator(step).profiles_used()}
-    if recipe.quality.verify_claims:
-        used.add(recipe.quality.verify_claims)
-    for name in sorted(used):
+    for name in _profiles_used(recipe):
         profile = recipe.models[name]
         if price_for(profile.model, profile.prices) is None:
             raise RecipeError(
@@ -357,10 +375,12 @@ def run(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
     out = Path(out) if out is not None else default_out(recipe)
+    notify = notify or log.warning
     if not offline:
+        _check_keys(recipe)
         _check_prices(recipe)
         for line in _endpoints(recipe):
-            (notify or log.warning)(line)
+            notify(line)
     if confirm is not None and not offline:
         _budget_gate(recipe, confirm)
     runner = _Runner(
@@ -372,6 +392,7 @@ def run(
         use_cache=use_cache,
         progress=progress,
         retry_failed=retry_failed,
+        notify=notify,
     )
     with runner.rundir.locked("run"):  # one writer: a second run or a publish of `out` fails at once
         try:

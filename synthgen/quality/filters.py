@@ -6,7 +6,7 @@ cheaper to regenerate than to train on. Claim-level verification belongs to the 
 
 Text is compared in two forms: :func:`tokenize` (casefolded, NFC, accents kept: "matrícula" is one
 token) and a folded form with accents stripped, so that phrase patterns and word overlaps survive a
-student typing "matricula" or "segun". Reasons: ``length``, ``language``, ``role_flip``,
+student typing "matricula" or "segun". Reasons: ``length``, ``json_fragment``, ``language``, ``role_flip``,
 ``ai_disclaimer``, ``hidden_context``, ``answer_leak``, ``missing_referral``, ``low_judge_score``,
 ``near_duplicate``, ``duplicate``, ``bad_structure``.
 """
@@ -14,6 +14,7 @@ student typing "matricula" or "segun". Reasons: ``length``, ``language``, ``role
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -225,6 +226,27 @@ def _pattern(
     return None
 
 
+_JSON_KEY = re.compile(r'^\s*[\[{]?\s*"[\w ]{1,40}"\s*:')
+
+
+def _json_fragment(turns: Iterable[Turn]) -> Rejection | None:
+    """A turn that is (part of) a JSON object: a model answered in the schema's shape where free text
+    was asked for, or a structured answer leaked into the conversation."""
+    for label, role, content in turns:
+        text = content.strip()
+        if _JSON_KEY.match(text) or (text[:1] in "{[" and text[-1:] in "}]" and _parses(text)):
+            return Rejection("json_fragment", f"{label} ({role}) is JSON, not prose: {_snippet(content)}")
+    return None
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _leak(turns: Sequence[Turn], seeds: Sequence[Seed], n: int) -> Rejection | None:
     """A student turn that knows the answer beyond its question and what the assistant already said."""
     for seed in seeds:
@@ -284,6 +306,7 @@ def check_dialogue(
     related = _seeds_of(row, seeds)
     return (
         _length(turns, config)
+        or _json_fragment(turns)
         or _language(turns, language, config)
         or _pattern(turns, {"user"}, config.user_role_flip_patterns, "role_flip")
         or _pattern(turns, {"assistant"}, config.assistant_role_flip_patterns, "role_flip")
@@ -322,6 +345,7 @@ def check_preference(
     low = minimum is not None and isinstance(score, int | float) and score < minimum
     return (
         _length([*prompt, chosen, rejected], config)
+        or _json_fragment([*prompt, chosen, rejected])
         or _language([chosen], language, config)
         or _pattern([chosen], {"assistant"}, config.disclaimer_patterns, "ai_disclaimer")
         or _pattern([chosen], {"assistant"}, config.hidden_context_patterns, "hidden_context")

@@ -226,3 +226,55 @@ def test_an_unreachable_endpoint_exits_1_naming_its_url(
     assert "no step produced a row" in result.output and dead in result.output
     assert "connection refused" in result.output
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_without_a_key_or_a_terminal_the_run_says_what_is_missing(
+    tmp_path: Path, server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first release stopped at the budget question ("Aborted!", exit 1) and never named the key."""
+    from click.testing import CliRunner
+
+    from synthgen.cli import main
+
+    recipe = yaml.safe_load(recipe_file(tmp_path, server.url).read_text(encoding="utf-8"))
+    recipe["budget"] = {"max_usd": 0.0001}  # the estimate passes it: the gate would ask
+    path = tmp_path / "budgeted.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    args = ["run", str(path), "--out", str(tmp_path / "run"), "--limit", "2"]
+    monkeypatch.delenv(KEY)
+    missing = CliRunner().invoke(main, args)
+    assert missing.exit_code == 2 and f"${KEY} is empty" in missing.output, missing.output
+    monkeypatch.setenv(KEY, "sk-loopback")
+    unattended = CliRunner().invoke(main, args)  # CliRunner's stdin is no terminal
+    assert unattended.exit_code == 1, unattended.output
+    assert "pass --yes" in unattended.output and "Aborted" not in unattended.output
+    assert server.stats()["requests"] == 0
+
+
+def test_a_journal_line_that_is_not_an_entry_is_skipped_and_its_item_runs_again(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(DEMO, out=out, offline=True, limit=2)
+    journal = out / ".synthgen" / "journal" / "dialogues.jsonl"
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(['{"status": "ok"}', "[1, 2]", *lines[1:]]) + "\n")
+    again = run(DEMO, out=out, offline=True, limit=2)
+    assert again.steps["dialogues"].items == 2 and again.steps["dialogues"].not_started == 0
+
+
+def test_a_seed_set_too_small_for_a_test_split_is_said(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "seeds.yaml").write_text(
+        "seeds:\n"
+        "  - {id: a, topic: matrícula, question: '¿Cuándo es la matrícula?', answer: 'Del 15 al 31 de julio.'}\n"
+        "  - {id: b, topic: becas, question: '¿Dónde pido la beca?', answer: 'En la sede electrónica.'}\n",
+        encoding="utf-8",
+    )
+    recipe = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    recipe["seeds"] = "seeds.yaml"
+    recipe.pop("personas")
+    recipe["steps"] = recipe["steps"][:1]
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    said: list[str] = []
+    run(folder / "recipe.yaml", out=tmp_path / "run", offline=True, notify=said.append)
+    assert any("no seed went to the test split" in line for line in said)

@@ -146,6 +146,24 @@ def test_bad_structure(messages: list[dict[str, str]], detail: str) -> None:
     assert found is not None and found.reason == "bad_structure" and detail in found.detail
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"message": "El plazo es del 15 al 31 de julio."}',
+        '"answer": "El plazo es del 15 al 31 de julio."',
+        '[{"role": "assistant", "content": "El plazo es del 15 al 31 de julio."}]',
+        '  {"respuesta" : "Del 15 al 31 de julio", "fuentes": []}  ',
+    ],
+)
+def test_a_json_fragment_is_not_prose(answer: str) -> None:
+    assert reason(CLEAN[0], answer) == "json_fragment"
+    assert check_pair(pair(chosen=answer)) == "json_fragment"
+
+
+def test_prose_with_braces_or_quotes_is_kept() -> None:
+    assert reason(CLEAN[0], 'El plazo (del 15 al 31 de julio) está en la web: "Matrícula" {ver}.') is None
+
+
 def test_length_bounds_per_turn() -> None:
     assert reason(CLEAN[0], "Sí" * 2001) == "length"
     assert reason(CLEAN[0], "?") == "length"
