@@ -5,8 +5,9 @@ names, one value shaped like a key and two not); the loopback server quotes the 
 Authorization header in every 400/401/429/500 body. Real ``synthgen run`` invocations (through the
 CLI, so the terminal output is captured) meet per-item 400s, 429s and 500s (recorded as failures in
 the journals and ``failures.jsonl``), then a 401 and a bad-request 400 (the run stops, exit 2).
-Then every file under the RUN_DIRs and ``SYNTHGEN_HOME``, the terminal output and the logs are
-searched for the canaries: zero hits.
+The first RUN_DIR is published to the loopback Hub (with a canary HF token). Then every file under
+the RUN_DIRs and ``SYNTHGEN_HOME``, every file the Hub received, the terminal output and the logs
+are searched for the canaries: zero hits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,11 @@ from click.testing import CliRunner, Result
 from synthgen.cli import main
 from synthgen.llm.offline import offline_reply
 from tests.conftest import REPO
+from tests.servers.hub_server import HubServer
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
 DEMO = REPO / "recipes" / "offline-demo" / "recipe.yaml"
+REPO_ID = "my-faculty/secrets-check"
 CANARIES = {
     "OPENAI_API_KEY": "sk-proj-canaryA1b2C3d4E5f6G7h8I9j0",  # the student profile names no api_key_env
     "SYNTHGEN_CANARY_ASSISTANT_KEY": "canary-assistant-5e0c7f1a9b3d",  # not key-shaped: found by value
@@ -66,11 +72,21 @@ def recipe_for(tmp_path: Path, url: str) -> Path:
         if PROFILE_KEYS[name]:
             profile["api_key_env"] = PROFILE_KEYS[name]
     del recipe["budget"]
+    recipe["max_failure_rate"] = 1.0  # finalize despite the injected failures: its files are searched too
     recipe["steps"][0]["config"].update(per_seed=1, turns=[1, 2])
     recipe["steps"][1]["config"]["candidates"] = 2
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def publish(run_dir: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
+    """``synthgen publish`` in a process of its own (huggingface_hub reads HF_ENDPOINT at import)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=os.environ["HF_HOME"], HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1",
+               HF_HUB_DISABLE_TELEMETRY="1", HF_TOKEN=CANARIES["HF_TOKEN"])  # fmt: skip
+    command = [sys.executable, "-m", "synthgen.cli", "publish", str(run_dir), "--repo-id", REPO_ID]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def invoke(*args: str | Path) -> Result:
@@ -123,6 +139,15 @@ def test_no_canary_anywhere_after_runs_against_an_echoing_server(
     assert stats["faults"].get("429") and stats["faults"].get("500") and stats["status"].get("400")
     failures = (tmp_path / "run" / ".synthgen" / "failures.jsonl").read_text(encoding="utf-8")
     assert failures.count("Bearer ***") >= 2, failures  # echoed failures were recorded, scrubbed
+
+    assert first.exit_code == 0 and (tmp_path / "run" / "run.json").is_file(), first.output
+    with HubServer(tokens={CANARIES["HF_TOKEN"]: "write"}) as hub:  # the Hub sees the token, as it must
+        published = publish(tmp_path / "run", hub.url)
+        outputs["publish: output"] = (published.stdout + published.stderr).encode()
+        assert published.returncode == 0, published.stderr
+        for path, content in hub.files(REPO_ID).items():
+            outputs[f"hub: {path}"] = content
+    assert any(name.startswith("hub: data/") for name in outputs)
 
     texts = {
         str(p): p.read_bytes()
