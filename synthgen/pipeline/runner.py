@@ -303,10 +303,11 @@ def _endpoints(recipe: Recipe) -> list[str]:
 
 
 def _profiles_used(recipe: Recipe) -> list[str]:
-    used = {name for step in recipe.steps for name in recipe.generator(step).profiles_used()}
+    """Profile names in the order the steps first call them (the student before the assistant)."""
+    used = [name for step in recipe.steps for name in recipe.generator(step).profiles_used()]
     if recipe.quality.verify_claims:
-        used.add(recipe.quality.verify_claims)
-    return sorted(used)
+        used.append(recipe.quality.verify_claims)
+    return list(dict.fromkeys(used))
 
 
 def _check_keys(recipe: Recipe) -> None:

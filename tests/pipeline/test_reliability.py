@@ -149,7 +149,7 @@ def test_a_budget_refuses_a_model_without_a_price(tmp_path: Path, server: OpenAI
     recipe.budget.max_usd = 1.0
     with pytest.raises(RecipeError, match="no known price for model 'my-local-llama'") as refused:
         run(recipe, out=tmp_path / "run", limit=1)
-    assert refused.value.field == "models.assistant.prices" and "prices: {input: 0" in str(refused.value)
+    assert refused.value.field == "models.student.prices" and "prices: {input: 0" in str(refused.value)
     assert server.stats()["requests"] == 0
     local = load_recipe(
         recipe_file(tmp_path, server.url, model="my-local-llama", prices={"input": 0, "output": 0})
