@@ -14,7 +14,6 @@ error wording, and reading them side by side is how a format's error stays as go
 
 from __future__ import annotations
 
-import codecs
 import csv
 import difflib
 import functools
@@ -32,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
 from synthgen.errors import SeedError
+from synthgen.textfiles import BoundedLoader, load_yaml, read_text
 
 __all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seeds_fingerprint"]
 
@@ -156,7 +156,7 @@ class _Seq(list[Any]):
     lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(BoundedLoader):
     """SafeLoader whose mappings and lists remember the 1-based line of themselves, their keys and items."""
 
 
@@ -194,38 +194,9 @@ def _format(path: Path, formats: dict[str, str]) -> str:
     return formats[path.suffix.lower()]
 
 
-def _read_text(path: Path, *, cp1252: bool = False) -> str:
-    """UTF-8 (BOM optional); spreadsheets saved by Excel on Windows may also be cp1252."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SeedError(f"cannot be read: {exc.strerror}", path=path) from None
-    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad, message = skip + exc.start, "is not UTF-8"
-    if cp1252:
-        try:
-            return data[skip:].decode("cp1252")
-        except UnicodeDecodeError as exc:  # report where the encoding that got further stopped
-            bad, message = max(bad, skip + exc.start), "is neither UTF-8 nor Windows-1252 (cp1252)"
-    message += f": byte 0x{data[bad]:02x} at byte offset {bad}"
-    raise SeedError(message, path=path, line=data.count(b"\n", 0, bad) + 1, hint="save the file as UTF-8")
-
-
 def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
     fail = functools.partial(SeedError, path=path)
-    try:
-        doc = yaml.load(_read_text(path), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
-        line, context = mark.line + 1 if mark else None, getattr(exc, "context", None)
-        at = getattr(exc, "context_mark", None)
-        if context and at and at.line + 1 != line:  # e.g. where the unterminated quote opened
-            problem += f" ({context} that started at line {at.line + 1})"
-        hint = "keep one of them" if "duplicate key" in problem else "check indentation, colons, quotes"
-        raise fail(f"invalid YAML: {problem}", line=line, hint=hint) from None
+    doc, _ = load_yaml(read_text(path, SeedError), path, SeedError, _LineLoader)
     example = f"write '{key}:' followed by a list of '- id: ...' entries"
     if doc is None:
         raise fail(f"is empty: no {key}", line=1, hint=example)
@@ -251,7 +222,8 @@ def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
 
 def _jsonl_records(path: Path) -> list[_Record]:
     records = []
-    for n, raw in enumerate(_read_text(path).split("\n"), 1):  # not splitlines(): U+2028 is valid in JSON
+    text = read_text(path, SeedError)
+    for n, raw in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 is valid in JSON
         if not raw.strip():
             continue
         try:
@@ -278,7 +250,7 @@ def _delimiter(text: str) -> str:
 
 def _csv_records(path: Path) -> list[_Record]:
     fail = functools.partial(SeedError, path=path)
-    text = _read_text(path, cp1252=True)
+    text = read_text(path, SeedError, fallback="cp1252")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     rows, start = [], 1
     try:

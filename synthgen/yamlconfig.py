@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from synthgen.errors import RecipeError
+from synthgen.textfiles import load_yaml, read_text
 
 __all__ = ["Lines", "dotted", "line_for", "load_yaml_model", "raise_validation"]
 
@@ -47,20 +48,10 @@ def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) ->
         raise RecipeError(
             f"{what} file not found", path=path, hint=f"pass the path to {article} {what} YAML file"
         )
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}",
-            path=path,
-            line=mark.line + 1 if mark else None,
-            hint="check indentation and quoting",
-        ) from None
+    data, root = load_yaml(read_text(path, RecipeError), path, RecipeError)
     if not isinstance(data, dict):
         raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
-    lines = _line_map(text)
+    lines = _line_map(root)
     try:
         return model.model_validate(data), lines
     except ValidationError as exc:
@@ -122,7 +113,7 @@ def raise_validation(
     raise first
 
 
-def _line_map(text: str) -> Lines:
+def _line_map(root: yaml.Node | None) -> Lines:
     """Field path -> 1-based line, from the YAML node tree (pydantic locations map onto it)."""
     lines: Lines = {}
 
@@ -138,10 +129,6 @@ def _line_map(text: str) -> Lines:
             for i, value in enumerate(node.value):
                 walk(value, (*path, i))
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
     if root is not None:
         walk(root, ())
     return lines

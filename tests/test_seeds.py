@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,6 +174,37 @@ def test_yaml_merge_keys_may_override(tmp_path: Path) -> None:
     assert seed.answer == "own"
 
 
+def laughs(levels: int, width: int = 9) -> str:
+    """A "billion laughs" block of top-level keys: each level aliases the previous one ``width`` times."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("loader", [load_seeds, load_personas])
+def test_alias_bomb_is_refused_at_the_alias_that_crosses_the_bound(tmp_path: Path, loader: Any) -> None:
+    """Before, a bomb in free-form metadata loaded (387M values, shared by reference) and one inside a seed
+    hung validation; now it is refused while composing, at the line of the alias that crosses the bound."""
+    key = "seeds" if loader is load_seeds else "personas"
+    item = SEED.format(id="a") if key == "seeds" else "  - {id: a, name: n, situation: s}\n"
+    path = write(tmp_path, "s.yaml", f"{key}:\n{item}" + laughs(9))
+    started = time.monotonic()
+    with pytest.raises(SeedError) as info:
+        loader(path)
+    assert time.monotonic() - started < 1.0
+    text = path.read_text(encoding="utf-8")
+    assert "aliases expand to more than 100,000 values (at *l4)" in str(info.value)
+    assert info.value.line == text.splitlines().index(laughs(9).splitlines()[5]) + 1
+    assert "<<: *defaults" in str(info.value.hint)
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.yaml", "seeds:\n  - &a {id: a, topic: t, question: q, answer: r, tags: [*a]}\n")
+    with pytest.raises(SeedError, match=r"the alias \*a refers to a value that contains it") as info:
+        load_seeds(path)
+    assert info.value.line == 2
+
+
 def test_fingerprint_is_stable_and_sees_every_change() -> None:
     first = seeds_fingerprint(EXPECTED)
     assert first == seeds_fingerprint(list(EXPECTED)) and len(first) == 64
@@ -231,8 +264,15 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         None,
         "rename 'seed' to 'seeds'",
     ),
-    "yaml syntax": ("s.yaml", "seeds:\n  - id: a\n    topic: t\n   question: q\n", 4, None, "invalid YAML"),
-    "yaml unterminated quote": ("s.yaml", 'seeds:\n  - id: "a\n', 3, None, "started at line 2"),
+    "yaml syntax": ("s.yaml", "seeds:\n  - id: a\n    topic: t\n   question: q\n", 4, None, "not valid YAML"),
+    "yaml unterminated quote": ("s.yaml", 'seeds:\n  - id: "a\n', 2, None, "column 9: the quote opened here"),
+    "yaml key without colon": (
+        "s.yaml",
+        "seeds:\n  - id: a\n    topic t\n    question: q\n",
+        3,
+        None,
+        "has no 'key: value' colon",
+    ),
     "yaml duplicate key": (
         "s.yaml",
         "seeds:\n  - id: a\n    answer: x\n    answer: y\n",
@@ -343,7 +383,7 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         "id;topic;question;answer\na;t;¿Qué?;sí\n".encode("cp1252") + b"b;t;q;r\x81\n",
         3,
         None,
-        "byte 0x81 at byte offset 45 (save the file as UTF-8)",
+        "byte 0x81 at column 8 (byte offset 45) (save the file as UTF-8)",
     ),
     "csv bad utf8 after valid utf8": (
         "s.csv",
