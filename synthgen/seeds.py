@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,14 +29,39 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from synthgen.errors import SeedError
 from synthgen.textfiles import BoundedLoader, load_yaml, read_text
 
 __all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seeds_fingerprint"]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+def _visible(value: str) -> str:
+    """Refuse text a reader cannot see: only zero-width/format characters (Unicode Cf) and spaces, which
+    pass a plain emptiness check (``"\u200b"`` from a web page), and control characters such as NUL,
+    which break exports and tokenizers. Tabs and line breaks are ordinary text."""
+    for i, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
+            raise PydanticCustomError(
+                "control_character",
+                "holds the control character U+{code} at character {at}",
+                {"code": f"{ord(char):04X}", "at": i + 1},
+            )
+    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+        raise PydanticCustomError("invisible_text", "is empty: only invisible characters")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_visible)]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z]{2}$")]
 
@@ -341,6 +367,11 @@ def _translate(
         hint = hints.get(fmt, f"add '{last}: ...' to this {unit}")
     elif kind == "string_too_short":
         message = "is empty"
+    elif kind == "invisible_text":
+        message = f"{err['msg']} ({_invisible(value)})"
+    elif kind == "control_character":
+        message = err["msg"]
+        hint = "delete it: control characters come from binary exports or copy-paste, and break training data"
     elif kind == "string_pattern_mismatch" and last == "id":
         message = f"{value!r} has characters other than letters, digits and - _ . :"
     elif kind == "string_pattern_mismatch":
@@ -369,6 +400,12 @@ def _line_of(rec: _Record, loc: Iterable[Any]) -> int:
         else:
             break
     return line
+
+
+def _invisible(value: object) -> str:
+    """Name the invisible characters, so the user knows what to look for in an editor that hides them."""
+    codes = sorted({f"U+{ord(c):04X}" for c in str(value) if unicodedata.category(c) == "Cf"})
+    return ("zero-width or format characters " + ", ".join(codes)) if codes else "whitespace"
 
 
 def _kind(value: object) -> str:
