@@ -52,11 +52,46 @@ def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) ->
     if not isinstance(data, dict):
         raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
     lines = _line_map(root)
+    _refuse_other_kind(data, what, path, lines)
     try:
         return model.model_validate(data), lines
     except ValidationError as exc:
         raise_validation(exc, path, lines, model)
         raise  # pragma: no cover
+
+
+# The files synthgen reads, each told by one key, so a file passed to the wrong command gets one message
+# naming what it is and what to do, instead of a schema error per key: (kind, key, what to do with it).
+_KINDS = (
+    ("a generation recipe", "steps", "run this one with `synthgen run {path}`"),
+    ("an eval recipe", "candidates", "evaluate this one with `synthgen evaluate {path}`"),
+    ("a seeds file", "seeds", "pass the recipe that names it under `seeds:`"),
+    ("a personas file", "personas", "pass the recipe that names it under `personas:`"),
+)
+_EXPECTED = {  # what= of load_yaml_model -> (kind, an example that ships)
+    "recipe": ("a generation recipe", "recipes/offline-demo/recipe.yaml"),
+    "eval recipe": ("an eval recipe", "recipes/offline-demo/eval.yaml"),
+}
+
+
+def _refuse_other_kind(data: dict[Any, Any], what: str, path: Path, lines: Lines) -> None:
+    """Refuse, in one message, a file that is another kind than ``what`` (lacking its key, having theirs)."""
+    expected, example = _EXPECTED.get(what, ("", ""))
+    kinds = {kind: (key, todo) for kind, key, todo in _KINDS}
+    if not expected or kinds[expected][0] in data:
+        return
+    for kind, (key, todo) in kinds.items():
+        value = data.get(key)
+        # a recipe's seeds/personas are paths; a seeds or personas file lists mappings
+        listed = isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+        if kind != expected and key in data and (listed or key in ("steps", "candidates")):
+            raise RecipeError(
+                f"this is {kind}, not {expected}",
+                path=path,
+                line=line_for(lines, (key,)),
+                field=key,
+                hint=f"pass {expected}, e.g. {example}; {todo.format(path=path)}",
+            )
 
 
 def line_for(lines: Lines, loc: tuple[str | int, ...]) -> int | None:

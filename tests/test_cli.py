@@ -127,6 +127,52 @@ def test_init_unknown_language(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
 
 
+# --- the wrong kind of file ------------------------------------------------------------------------------
+
+EVAL = DEMO.with_name("eval.yaml")
+SHIPPED_SEEDS = DEMO.parents[2] / "seeds" / "faculty-sciences-es"
+
+
+def test_evaluate_given_a_generation_recipe_says_which_file_it_wants() -> None:
+    """Before: twelve schema errors (name ok, candidates missing, steps unknown, ...) for one mistake."""
+    result = invoke("evaluate", DEMO, "--offline")
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1, error  # one message
+    line = DEMO.read_text(encoding="utf-8").splitlines().index("steps:") + 1
+    assert error.startswith(f"{DEMO}:{line}: steps: this is a generation recipe, not an eval recipe"), error
+    assert "recipes/offline-demo/eval.yaml" in error and "synthgen run" in error
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "estimate"])
+def test_generation_commands_given_an_eval_recipe_say_so(command: str, tmp_path: Path) -> None:
+    args = ("--offline", "--out", tmp_path / "run") if command == "run" else ()
+    result = invoke(command, EVAL, *args)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1, error
+    line = next(
+        n for n, text in enumerate(EVAL.read_text(encoding="utf-8").splitlines(), 1) if text == "candidates:"
+    )
+    assert error.startswith(f"{EVAL}:{line}: candidates: this is an eval recipe, not a generation recipe"), (
+        error
+    )
+    assert f"synthgen evaluate {EVAL}" in error and "recipes/offline-demo/recipe.yaml" in error
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("seeds.yaml", "a seeds file"), ("personas.yaml", "a personas file")]
+)
+def test_validate_given_seeds_or_personas_says_so(name: str, kind: str) -> None:
+    path = SHIPPED_SEEDS / name
+    result = invoke("validate", path)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1 and f"this is {kind}, not a generation recipe" in error, error
+    assert "names it under" in error
+
+
 # --- run, report, estimate -------------------------------------------------------------------------------
 
 
