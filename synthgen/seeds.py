@@ -42,7 +42,22 @@ from pydantic_core import PydanticCustomError
 from synthgen.errors import SeedError
 from synthgen.textfiles import BoundedLoader, load_yaml, read_text
 
-__all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seeds_fingerprint"]
+__all__ = [
+    "PLACEHOLDERS",
+    "Persona",
+    "Seed",
+    "SeedSource",
+    "load_personas",
+    "load_seeds",
+    "seeds_fingerprint",
+]
+
+# The sentence `synthgen init` ends each starter answer with, per language: a seed that still holds it
+# was never edited, and would teach the model a made-up answer (the scaffold writes these very strings).
+PLACEHOLDERS = {
+    "es": "Sustituye este texto por la respuesta real de tu facultad.",
+    "en": "Replace this text with your faculty's real answer.",
+}
 
 
 def _visible(value: str) -> str:
@@ -93,6 +108,13 @@ class Seed(BaseModel):
     tags: tuple[Text, ...] = ()
 
     _id_as_text = field_validator("id", mode="before")(_int_to_text)
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if any(placeholder in value for placeholder in PLACEHOLDERS.values()):
+            raise PydanticCustomError("placeholder", "still holds the placeholder text of `synthgen init`")
+        return value
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -369,6 +391,9 @@ def _translate(
         message = "is empty"
     elif kind == "invisible_text":
         message = f"{err['msg']} ({_invisible(value)})"
+    elif kind == "placeholder":
+        message = err["msg"]
+        hint = f"write the faculty's real {last} in its place, or delete the {unit}"
     elif kind == "control_character":
         message = err["msg"]
         hint = "delete it: control characters come from binary exports or copy-paste, and break training data"

@@ -108,6 +108,20 @@ def test_init_creates_a_recipe_that_validates_and_never_overwrites(tmp_path: Pat
     assert recipe["language"] == "es" and recipe["name"] == "facultad-de-ciencias-2025"
     assert "Facultad" in recipe["system_prompt"]  # Spanish starter content
 
+    seeds = target / "seeds" / "seeds.yaml"
+    refused = invoke("validate", target / "recipe.yaml")  # the starter answers are placeholders
+    assert refused.exit_code == 2, refused.output
+    line = next(
+        n for n, text in enumerate(seeds.read_text(encoding="utf-8").splitlines(), 1) if "answer:" in text
+    )
+    assert refused.stderr.startswith(f"error: {seeds.resolve()}:{line}: seeds[0].answer: "), refused.stderr
+    assert "placeholder text of `synthgen init`" in refused.stderr and "real answer" in refused.stderr
+    edited = yaml.safe_load(seeds.read_text(encoding="utf-8"))
+    for seed in edited["seeds"]:  # the faculty writes its real answers
+        seed["answer"] = seed["answer"].replace(
+            "Sustituye este texto por la respuesta real de tu facultad.", ""
+        )
+    seeds.write_text(yaml.safe_dump(edited, allow_unicode=True), encoding="utf-8")
     checked = invoke("validate", target / "recipe.yaml")
     assert checked.exit_code == 0, checked.output
     assert "language es" in checked.output and "step dialogues" in checked.output

@@ -502,6 +502,22 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         None,
         "NUL character (U+0000) at column 6",
     ),
+    "answer still the placeholder of synthgen init": (
+        "s.yaml",
+        SEED.format(id="a").replace(
+            "answer: r", "answer: Ordinary enrolment. Replace this text with your faculty's real answer."
+        ),
+        4,
+        "seeds[0].answer",
+        "still holds the placeholder text of `synthgen init` (write the faculty's real answer",
+    ),
+    "csv question with the Spanish placeholder": (
+        "s.csv",
+        "id;topic;question;answer\na;t;¿Cuándo? Sustituye este texto por la respuesta real de tu facultad.;r\n",
+        2,
+        "question",
+        "placeholder text of `synthgen init`",
+    ),
     "csv header only": ("s.csv", "id,topic,question,answer\n", 1, None, "no seeds"),
     "csv empty": ("s.csv", b"\xef\xbb\xbf\n", 1, None, "no header row"),
 }
