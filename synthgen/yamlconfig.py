@@ -33,6 +33,10 @@ _PATTERN_HINTS = {
     "api_key_env": "write the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY",
     "repo_id": "write it as org/name",
 }
+_BOUND_HINTS = {  # why a number has the bound it has, when a value passes it
+    "max_concurrency": "requests in flight per endpoint, 1 to 1024; pace a provider with "
+    "requests_per_minute or tokens_per_minute instead",
+}
 _FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(?:\.\w+|\[\d+\])*$")
 _LOADER_FIELDS = ("path", "loaded_seeds", "loaded_personas")  # set by loaders, never written in YAML
 
@@ -182,6 +186,8 @@ def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
         return (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(known)}"
     if error["type"] == "missing":
         return "add it to the recipe"
+    if error["type"] in ("less_than_equal", "less_than", "greater_than", "greater_than_equal"):
+        return _BOUND_HINTS.get(str(error["loc"][-1]) if error["loc"] else "")
     return None
 
 

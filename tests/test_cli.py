@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pyarrow.parquet as pq
+import pydantic
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 
 from synthgen.cli import main
+from synthgen.llm.profile import MAX_CONCURRENCY, ModelProfile
 from synthgen.llm.usage import price_for
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
@@ -253,6 +256,26 @@ def test_estimate_offline_json(tmp_path: Path) -> None:
             assert m["usd"] == pytest.approx(usd) and m["usd"] > 0
     assert set(estimate["steps"]["dialogues"]["by_model"]) == {"gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"}
     assert estimate["usd"] == pytest.approx(sum(s["usd"] for s in estimate["steps"].values()))
+
+
+@pytest.mark.parametrize("value", ["0", "1025", "1000000"])
+def test_concurrency_is_bounded_on_the_command_line(tmp_path: Path, value: str) -> None:
+    """Before, --concurrency had no upper bound: 1e6 made 2e6 workers (2.45 GB) for a 1-item run."""
+    recipe = write_recipe(tmp_path / "demo.yaml", demo_copy(tmp_path, seeds=2))
+    result = invoke(
+        "run", recipe, "--offline", "--limit", "1", "--concurrency", value, "--out", tmp_path / "run"
+    )
+    assert result.exit_code == 2, result.output
+    assert "--concurrency" in result.stderr and "1<=x<=1024" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_and_the_profile_share_the_concurrency_bound() -> None:
+    option = next(p for p in main.commands["run"].params if p.name == "concurrency")
+    assert isinstance(option.type, click.IntRange)
+    assert option.type.max == MAX_CONCURRENCY == 1024
+    with pytest.raises(pydantic.ValidationError, match="less than or equal to 1024"):
+        ModelProfile(model="m", max_concurrency=MAX_CONCURRENCY + 1)
 
 
 # --- configuration mistakes at run time -------------------------------------------------------------------

@@ -13,9 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synthgen.errors import AuthenticationFailed
 
-__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles"]
+__all__ = ["MAX_CONCURRENCY", "ModelProfile", "Prices", "is_reasoning_model", "name_profiles"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Requests in flight per endpoint. Each costs a connection and two workers; past ~1000 no provider
+# answers faster, and a typo (1e6) used to allocate gigabytes. The CLI's --concurrency has the same bound.
+MAX_CONCURRENCY = 1024
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
@@ -63,7 +66,7 @@ class ModelProfile(BaseModel):
         default="json_schema",
         description="json_object for servers without json_schema support (validated locally instead)",
     )
-    max_concurrency: int = Field(default=16, gt=0, le=4096)
+    max_concurrency: int = Field(default=16, gt=0, le=MAX_CONCURRENCY)
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
     timeout: float = Field(default=120.0, gt=0, description="seconds per attempt")
