@@ -64,14 +64,14 @@ class Step(BaseModel):
 
 
 class HubOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     repo_id: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
     private: bool = True
 
 
 class OutputConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     test_fraction: float = Field(default=0.1, ge=0, lt=1)
     license: str = "cc-by-4.0"
@@ -90,7 +90,7 @@ class OutputConfig(BaseModel):
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_usd: float | None = Field(default=None, gt=0)
 
@@ -98,7 +98,7 @@ class Budget(BaseModel):
 class Recipe(BaseModel):
     """A validated recipe; paths are absolute once loaded."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=_SLUG)
     version: int = Field(default=1, ge=1)

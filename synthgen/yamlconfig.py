@@ -11,6 +11,7 @@ can point at the line with :func:`line_for`.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +38,7 @@ _BOUND_HINTS = {  # why a number has the bound it has, when a value passes it
     "max_concurrency": "requests in flight per endpoint, 1 to 1024; pace a provider with "
     "requests_per_minute or tokens_per_minute instead",
 }
+_FINITE = "write a number; to set no limit, leave the key out (or write null)"
 _FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(?:\.\w+|\[\d+\])*$")
 _LOADER_FIELDS = ("path", "loaded_seeds", "loaded_personas")  # set by loaders, never written in YAML
 
@@ -57,6 +59,7 @@ def load_yaml_model(path: Path, model: type[ModelT], *, what: str, keys: str) ->
         raise RecipeError(f"a {what} is a YAML mapping ({keys}, ...)", path=path)
     lines = _line_map(root)
     _refuse_other_kind(data, what, path, lines)
+    _refuse_non_finite(data, path, lines)
     try:
         return model.model_validate(data), lines
     except ValidationError as exc:
@@ -96,6 +99,29 @@ def _refuse_other_kind(data: dict[Any, Any], what: str, path: Path, lines: Lines
                 field=key,
                 hint=f"pass {expected}, e.g. {example}; {todo.format(path=path)}",
             )
+
+
+def _refuse_non_finite(value: Any, path: Path, lines: Lines, loc: tuple[str | int, ...] = ()) -> None:
+    """Refuse ``.inf``, ``.nan`` and overflowing numbers (``1e400``) anywhere in the file.
+
+    YAML reads them as floats and no number in a recipe means them; ``budget.max_usd: .inf`` used to
+    reach run.json as ``Infinity``, which is not JSON. Checked here, before any model, so a generator's
+    own config and the quality section are covered too.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(
+            "is not a finite number",
+            path=path,
+            line=line_for(lines, loc),
+            field=dotted(loc),
+            hint=_FINITE,
+        )
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _refuse_non_finite(child, path, lines, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            _refuse_non_finite(child, path, lines, (*loc, i))
 
 
 def line_for(lines: Lines, loc: tuple[str | int, ...]) -> int | None:
@@ -186,6 +212,8 @@ def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
         return (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(known)}"
     if error["type"] == "missing":
         return "add it to the recipe"
+    if error["type"] == "finite_number":
+        return _FINITE
     if error["type"] in ("less_than_equal", "less_than", "greater_than", "greater_than_equal"):
         return _BOUND_HINTS.get(str(error["loc"][-1]) if error["loc"] else "")
     return None

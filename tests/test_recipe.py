@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -241,6 +242,15 @@ BROKEN = [
     Broken("max-concurrency-too-high", _set("models", "judge", "max_concurrency", value=2000),
            ("models.judge.max_concurrency", "less than or equal to 1024", "requests_per_minute"),
            ("max_concurrency: 2000", 1)),
+    Broken("infinite-budget", _set("budget", "max_usd", value=float("inf")),
+           ("budget.max_usd", "is not a finite number", "leave the key out"), ("max_usd: .inf", 1)),
+    Broken("nan-price", _set("models", "judge", "prices", value={"input": float("nan"), "output": 10.0}),
+           ("models.judge.prices.input", "is not a finite number"), ("input: .nan", 1)),
+    Broken("infinite-margin", _set("steps", 1, "config", "margin", value=float("-inf")),
+           ("steps[1].config.margin", "is not a finite number"), ("margin: -.inf", 1)),
+    Broken("overflowing-float",
+           lambda recipe, root: _dump(recipe).replace("test_fraction: 0.2", "test_fraction: 1e400"),
+           ("output.test_fraction", "finite number", "leave the key out"), ("test_fraction: 1e400", 1)),
     Broken("duplicate-step-name", _duplicate_step,
            ("steps[1].name", "duplicate step name 'dialogues'"), ("name: dialogues", 2)),
     Broken("from-unknown-step", _set("steps", 1, "from", value="dialogs"),
@@ -297,6 +307,21 @@ def expected_prefix(project: Path, case: Broken) -> str:
         return f"{file}: "
     line = case.at if isinstance(case.at, int) else line_of(file.read_text(encoding="utf-8"), *case.at)
     return f"{file}:{line}: "
+
+
+def test_models_refuse_non_finite_numbers_from_python_too() -> None:
+    """Recipes built in Python skip the YAML check: the models themselves refuse inf and nan."""
+    from synthgen.llm.profile import ModelProfile, Prices
+    from synthgen.recipe import Budget, OutputConfig
+
+    for build in (
+        lambda: Budget(max_usd=float("inf")),
+        lambda: Prices(input=float("nan"), output=1.0),
+        lambda: ModelProfile(model="m", timeout=float("inf")),
+        lambda: OutputConfig(test_fraction=float("nan")),
+    ):
+        with pytest.raises(pydantic.ValidationError, match="finite number"):
+            build()
 
 
 def test_enough_kinds_of_broken_recipes() -> None:

@@ -38,7 +38,7 @@ def is_reasoning_model(model: str) -> bool:
 class Prices(BaseModel):
     """USD per million tokens; overrides the built-in table in :mod:`synthgen.llm.usage`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -48,7 +48,7 @@ class Prices(BaseModel):
 class ModelProfile(BaseModel):
     """Everything needed to call one model on one OpenAI-compatible endpoint."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(default="", description="the recipe key; set by the recipe loader, used in messages")
     model: str = Field(min_length=1, description="pin snapshots (gpt-4o-2024-08-06), not aliases")
