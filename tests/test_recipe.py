@@ -279,7 +279,7 @@ BROKEN = [
     Broken("unknown-persona", _set("steps", 0, "config", "personas", value=["nadie"]),
            ("steps[0].config.personas", "unknown persona id(s): nadie", "primer-curso")),
     Broken("not-a-mapping", lambda recipe, root: "- name: test-faculty\n- seeds: seeds.yaml\n",
-           ("a recipe is a YAML mapping",)),
+           ("a recipe is a YAML mapping", "start from recipes/offline-demo/recipe.yaml"), 1),
     Broken("yaml-syntax-error", lambda recipe, root: "name: x\nmodels: {student: [1, 2}\nsteps: []\n",
            ("not valid YAML",), ("models: {student: [1, 2}", 1)),
     Broken("bad-step-name", _set("steps", 0, "name", value="Dia logues"),
