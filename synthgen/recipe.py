@@ -27,14 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from synthgen.errors import ConfigError, RecipeError, SeedError
+from synthgen.errors import ConfigError, RecipeError
 from synthgen.generators.base import Generator
 from synthgen.generators.registry import get_generator
 from synthgen.llm.profile import ModelProfile, name_profiles
 from synthgen.prompts import PromptLibrary
 from synthgen.quality.filters import QualityConfig
 from synthgen.seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
-from synthgen.yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation
+from synthgen.yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation, undotted
 
 __all__ = ["Recipe", "Step", "line_for", "load_recipe", "load_yaml_model"]
 
@@ -243,24 +243,18 @@ def load_recipe(path: str | Path) -> Recipe:
     for i, seeds_path in enumerate(recipe.seeds):
         if not seeds_path.is_file():
             raise RecipeError(
-                f"seeds file not found: {seeds_path}",
+                f"seeds file {_missing(seeds_path)}: {seeds_path}",
                 path=path,
                 line=line_for(lines, ("seeds", i)),
                 field="seeds",
-                hint="paths are relative to the recipe file",
+                hint="name a .yaml, .jsonl or .csv file; paths are relative to the recipe file",
             )
     seeds: list[Seed] = []
+    taken: dict[str, Path] = {}  # ids must be unique across the files: the second file's line is named
     for seeds_path in recipe.seeds:
-        seeds.extend(load_seeds(seeds_path, language=recipe.language))
-    ids = [s.id for s in seeds]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise SeedError(
-            f"seed id {dup!r} appears in two seeds files",
-            path=path,
-            field="seeds",
-            hint="ids must be unique across all files of a recipe",
-        )
+        loaded = load_seeds(seeds_path, language=recipe.language, taken=taken)
+        taken.update((s.id, seeds_path) for s in loaded)
+        seeds.extend(loaded)
     recipe.loaded_seeds = seeds
     personas = recipe.personas
     if personas is None:
@@ -270,7 +264,7 @@ def load_recipe(path: str | Path) -> Recipe:
         personas = (base / personas).resolve()
         if not personas.is_file():
             raise RecipeError(
-                f"personas file not found: {personas}",
+                f"personas file {_missing(personas)}: {personas}",
                 path=path,
                 line=line_for(lines, ("personas",)),
                 field="personas",
@@ -280,6 +274,11 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe.loaded_personas = load_personas(personas) if personas else []
     _check_steps(recipe, path, lines)
     return recipe
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` is not a file, in the user's words."""
+    return "is a directory, not a file" if path.is_dir() else "not found"
 
 
 def _where_is(node: object, value: str) -> tuple[str | int, ...]:
@@ -292,6 +291,32 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
         if found:
             return (key, *found)
     return ()
+
+
+def _check_files(recipe: Recipe, generator: Generator, i: int, path: Path, lines: Lines) -> None:
+    """Plan a step whose generator reads files (its ``path_fields``, e.g. documents) now.
+
+    Planning reads them: a glob matching nothing, a missing, unsupported, empty or encrypted document
+    is then a recipe error at load time, naming the step, before ``run`` has created its RUN_DIR.
+    """
+    step = recipe.steps[i]
+    try:
+        splits = {s.id: "train" for s in recipe.loaded_seeds}  # items are not kept: any split will do
+        generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name)
+    except ConfigError as exc:
+        named: tuple[str, ...] = getattr(generator, "path_fields", ())
+        field = exc.field or (
+            f"config.{named[0]}" if len(named) == 1 else "config"
+        )  # a file read by the step
+        field = field.replace("steps[].", "")
+        loc: tuple[str | int, ...] = ("steps", i, *undotted(field))
+        raise RecipeError(
+            exc.message,
+            path=exc.path or path,  # a document's own problem is fixed in the document
+            line=exc.line if exc.path else line_for(lines, loc),
+            field=dotted(loc),
+            hint=exc.hint,
+        ) from None
 
 
 def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
@@ -346,6 +371,8 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines) -> None:
                 )
         for role in generator.prompt_roles():
             check_prompt(role)
+        if getattr(cls, "path_fields", ()) and step.from_ is None:
+            _check_files(recipe, generator, i, path, lines)
         if step.from_ is not None:
             upstream = next(s for s in recipe.steps if s.name == step.from_)
             if get_generator(upstream.generator).output != "sft":

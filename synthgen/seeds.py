@@ -23,7 +23,7 @@ import json
 import re
 import unicodedata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -147,8 +147,14 @@ def seeds_fingerprint(seeds: Iterable[Seed]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
-    """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``."""
+def load_seeds(
+    path: str | Path, *, language: str | None = None, taken: Mapping[str, Path] | None = None
+) -> list[Seed]:
+    """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``.
+
+    ``taken`` maps ids already loaded (from a recipe's earlier seeds files) to their file: reusing one is
+    refused here, where the line of the second one is known.
+    """
     path = Path(path)
     fmt = _format(path, {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".csv": "csv"})
     if fmt == "yaml":
@@ -156,7 +162,7 @@ def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
     else:
         records, file_language = (_csv_records if fmt == "csv" else _jsonl_records)(path), None
     defaults = {"language": file_language or language or "es"}
-    return _validate(Seed, records, path, fmt, defaults)
+    return _validate(Seed, records, path, fmt, defaults, taken or {})
 
 
 def load_personas(path: str | Path) -> list[Persona]:
@@ -209,16 +215,12 @@ class _LineLoader(BoundedLoader):
 
 
 def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
-    """Also refuse duplicate keys, which PyYAML would silently resolve to the last one."""
+    """The mapping with its line and its own keys' lines (the loader refuses duplicate keys)."""
     own = [key_node for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
     result = _Map(loader.construct_mapping(node, deep=True))  # flattens merge keys (<<) into node.value
     result.line, result.key_lines = node.start_mark.line + 1, {}
     for key_node in own:  # keys merged in from elsewhere keep no line: errors fall back to the mapping's
-        key = loader.construct_object(key_node)
-        if key in result.key_lines:
-            problem = f"found duplicate key {key!r} (first at line {result.key_lines[key]})"
-            raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
-        result.key_lines[key] = key_node.start_mark.line + 1
+        result.key_lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
     return result
 
 
@@ -343,9 +345,14 @@ def _csv_records(path: Path) -> list[_Record]:
 
 
 def _validate(
-    model: type[M], records: list[_Record], path: Path, fmt: str, defaults: dict[str, str]
+    model: type[M],
+    records: list[_Record],
+    path: Path,
+    fmt: str,
+    defaults: dict[str, str],
+    taken: Mapping[str, Path] | None = None,
 ) -> list[M]:
-    """Validate each record; refuse duplicate ids, naming both lines."""
+    """Validate each record; refuse duplicate ids, naming both lines (or the other file)."""
     unit = "row" if fmt == "csv" else "seed" if model is Seed else "persona"
     out: list[M] = []
     first_line: dict[str, int] = {}
@@ -364,6 +371,11 @@ def _validate(
             hint = f"first defined at line {first_line[item.id]}; give each {unit} its own id"
             field = f"{rec.prefix}.id" if rec.prefix else "id"
             raise SeedError(f"duplicate id {item.id!r}", path=path, line=line, field=field, hint=hint)
+        if taken and item.id in taken:
+            field = f"{rec.prefix}.id" if rec.prefix else "id"
+            hint = f"ids must be unique across all seeds files of a recipe; rename this {unit}'s id"
+            message = f"duplicate id {item.id!r}: also in {taken[item.id]}"
+            raise SeedError(message, path=path, line=line, field=field, hint=hint)
         first_line[item.id] = line
         out.append(item)
     return out

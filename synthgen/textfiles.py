@@ -105,6 +105,20 @@ class BoundedLoader(yaml.SafeLoader):
                     raise _AliasBomb(None, None, problem, event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Also refuse a key written twice, which PyYAML would silently resolve to the last one
+        (a merged ``<<`` key may still be overridden: that is what merging is for)."""
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in first:
+                problem = f"found duplicate key {key!r} (first at line {first[key]})"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
     def _expanded(self, node: yaml.Node, anchor: str, mark: yaml.error.Mark) -> int:
         """How many values ``node`` stands for with every alias inside it expanded; memoised per node."""
         sizes = self._sizes
@@ -186,8 +200,8 @@ def _describe(exc: yaml.YAMLError, text: str) -> tuple[str, int | None, str]:
     context, opened = exc.context or "", exc.context_mark
     if isinstance(exc, _AliasBomb):
         hint = (
-            "write the repeated values out; keep anchors for small shared blocks such as `<<: *defaults` "
-            "(nested aliases multiply: this looks like a 'billion laughs' file)"
+            "write the repeated values out; keep anchors for small shared blocks such as `<<: *defaults`: "
+            "nested aliases multiply, as in a 'billion laughs' file"
         )
         return f": {problem}", mark.line + 1, hint
     if context in _OPENED and opened is not None and opened.line != mark.line:

@@ -81,7 +81,7 @@ def load_document(path: str | Path) -> Document:
     if not path.is_file():
         raise ConfigError("document not found", path=path, hint="paths are relative to the recipe file")
     if suffix not in DOCUMENT_SUFFIXES:
-        hint = "use " + ", ".join(DOCUMENT_SUFFIXES) + " (save a .docx as PDF or Markdown)"
+        hint = "use " + ", ".join(DOCUMENT_SUFFIXES) + "; save a .docx as PDF or Markdown"
         raise ConfigError(f"unsupported document type {suffix or '(no extension)'!r}", path=path, hint=hint)
     text, pdf_title = _read_pdf(path) if suffix == ".pdf" else (_read_text(path), None)
     text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
@@ -93,7 +93,9 @@ def load_document(path: str | Path) -> Document:
                 path=path,
                 hint="scanned PDFs need OCR first (e.g. ocrmypdf), or convert it to Markdown",
             )
-        raise ConfigError("document is empty", path=path)
+        raise ConfigError(
+            "document is empty", path=path, hint="write the regulation's text into it, or stop naming it"
+        )
     return Document(path=path, text=text, title=pdf_title or _title(text, path))
 
 
@@ -154,8 +156,8 @@ def _read_pdf(path: Path) -> tuple[str, str | None]:
             raise ConfigError(
                 "PDF is encrypted (AES), so its text cannot be read",
                 path=path,
-                hint=_DECRYPT + " (installing the 'cryptography' package lets pypdf open AES PDFs "
-                "that need no password)",
+                hint=_DECRYPT + "; installing the 'cryptography' package lets pypdf open AES PDFs "
+                "that need no password",
             ) from None
         except Exception as exc:  # pypdf raises many kinds (PdfReadError, KeyError, ...) on damaged files
             encrypted = reader is not None and reader.is_encrypted
