@@ -299,15 +299,13 @@ def _check_files(recipe: Recipe, generator: Generator, i: int, path: Path, lines
     Planning reads them: a glob matching nothing, a missing, unsupported, empty or encrypted document
     is then a recipe error at load time, naming the step, before ``run`` has created its RUN_DIR.
     """
-    step = recipe.steps[i]
+    splits = {s.id: "train" for s in recipe.loaded_seeds}  # the items are not kept: any split will do
     try:
-        splits = {s.id: "train" for s in recipe.loaded_seeds}  # items are not kept: any split will do
-        generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name)
+        generator.plan(recipe.loaded_seeds, splits, recipe.seed, recipe.steps[i].name)
     except ConfigError as exc:
         named: tuple[str, ...] = getattr(generator, "path_fields", ())
-        field = exc.field or (
-            f"config.{named[0]}" if len(named) == 1 else "config"
-        )  # a file read by the step
+        # the field the generator names, else the one path field it has (a document's own problem)
+        field = exc.field or (f"config.{named[0]}" if len(named) == 1 else "config")
         field = field.replace("steps[].", "")
         loc: tuple[str | int, ...] = ("steps", i, *undotted(field))
         raise RecipeError(

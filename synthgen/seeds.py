@@ -5,8 +5,10 @@ cp1252 on Windows), so every problem raises a ``SeedError`` naming the file, the
 field) starts, the field and the fix. Ids key splits and provenance, so they must be unique and stable.
 
 Decisions: integer ids (``id: 12``) are accepted and stored as text, because YAML and spreadsheets produce
-them naturally; text fields are stripped; a seed's language is its own ``language``, else the file's
-top-level ``language``, else the ``language`` argument, else ``"es"``.
+them naturally; text fields are stripped and must keep something visible (zero-width characters alone
+are empty; control characters such as NUL are refused); a seed's language is its own ``language``, else
+the file's top-level ``language``, else the ``language`` argument, else ``"es"``. Files are read by
+:mod:`synthgen.textfiles` (encodings, NULs, YAML syntax and alias bombs reported at their line).
 
 One module on purpose (~400 lines): the three formats share the models, the line bookkeeping and the
 error wording, and reading them side by side is how a format's error stays as good as the others'.

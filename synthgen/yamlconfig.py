@@ -35,13 +35,11 @@ _PATTERN_HINTS = {
     "api_key_env": "write the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY",
     "repo_id": "write it as org/name",
 }
+_LICENSES = "use a license id the Hub knows, e.g. cc-by-4.0, cc0-1.0, apache-2.0, or 'other'"
 _FIELD_HINTS = {  # (field, kind of error) -> the fix, where the field says it better than the kind
     ("max_concurrency", "less_than_equal"): "requests in flight per endpoint, 1 to 1024; pace a provider "
     "with requests_per_minute or tokens_per_minute instead",
-    (
-        "license",
-        "value_error",
-    ): "use a license id the Hub knows, e.g. cc-by-4.0, cc0-1.0, apache-2.0, or 'other'",
+    ("license", "value_error"): _LICENSES,
     ("candidates", "value_error"): "give each candidate its own name: it labels its answers in the summary",
 }
 _KIND_HINTS = {  # the fix for a kind of error, whatever the field
@@ -272,10 +270,9 @@ def _hint(error: Mapping[str, Any], known: list[str]) -> str | None:
             "le": f"use {limit} or less",
             "lt": f"use a number below {limit}",
         }[bounds[kind]]
-    if kind == "too_short":
-        return f"give at least {ctx.get('min_length', 1)}"
-    if kind == "too_long":
-        return f"give at most {ctx.get('max_length')}"
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length" if kind == "too_short" else "max_length", 1)
+        return f"give at {'least' if kind == 'too_short' else 'most'} {n} {'entry' if n == 1 else 'entries'}"
     if kind == "literal_error":
         return f"use one of {ctx.get('expected')}"
     return _KIND_HINTS.get(kind)
