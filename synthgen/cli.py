@@ -133,7 +133,11 @@ def estimate(
 )
 @click.option("--offline", is_flag=True, help="Use the embedded offline provider (no key, no network).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N work items per step.")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Override every profile's max_concurrency.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1024),  # synthgen.llm.profile.MAX_CONCURRENCY (not imported: startup time)
+    help="Override every profile's max_concurrency (1-1024).",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask when the estimate exceeds the budget.")
 @click.option(

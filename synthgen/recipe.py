@@ -28,14 +28,14 @@ from pydantic import (
     model_validator,
 )
 
-from synthgen.errors import ConfigError, RecipeError, SeedError
+from synthgen.errors import ConfigError, RecipeError
 from synthgen.generators.base import Generator
 from synthgen.generators.registry import get_generator
 from synthgen.llm.profile import ModelProfile, name_profiles
 from synthgen.prompts import PromptLibrary
 from synthgen.quality.filters import QualityConfig
 from synthgen.seeds import Persona, Seed, load_personas, load_seeds, seeds_fingerprint
-from synthgen.yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation
+from synthgen.yamlconfig import Lines, dotted, line_for, load_yaml_model, raise_validation, undotted
 
 __all__ = ["Recipe", "Step", "line_for", "load_recipe", "load_yaml_model"]
 
@@ -65,14 +65,14 @@ class Step(BaseModel):
 
 
 class HubOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     repo_id: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
     private: bool = True
 
 
 class OutputConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     test_fraction: float = Field(default=0.1, ge=0, lt=1)
     license: str = "cc-by-4.0"
@@ -91,7 +91,7 @@ class OutputConfig(BaseModel):
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_usd: float | None = Field(default=None, gt=0)
 
@@ -99,7 +99,7 @@ class Budget(BaseModel):
 class Recipe(BaseModel):
     """A validated recipe; paths are absolute once loaded."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=_SLUG)
     version: int = Field(default=1, ge=1)
@@ -276,24 +276,18 @@ def load_recipe(path: str | Path, *, allow_outside_paths: bool = False) -> Recip
     for i, seeds_path in enumerate(recipe.seeds):
         if not seeds_path.is_file():
             raise RecipeError(
-                f"seeds file not found: {seeds_path}",
+                f"seeds file {_missing(seeds_path)}: {seeds_path}",
                 path=path,
                 line=line_for(lines, ("seeds", i)),
                 field="seeds",
-                hint="paths are relative to the recipe file",
+                hint="name a .yaml, .jsonl or .csv file; paths are relative to the recipe file",
             )
     seeds: list[Seed] = []
+    taken: dict[str, Path] = {}  # ids must be unique across the files: the second file's line is named
     for seeds_path in recipe.seeds:
-        seeds.extend(load_seeds(seeds_path, language=recipe.language))
-    ids = [s.id for s in seeds]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise SeedError(
-            f"seed id {dup!r} appears in two seeds files",
-            path=path,
-            field="seeds",
-            hint="ids must be unique across all files of a recipe",
-        )
+        loaded = load_seeds(seeds_path, language=recipe.language, taken=taken)
+        taken.update((s.id, seeds_path) for s in loaded)
+        seeds.extend(loaded)
     recipe.loaded_seeds = seeds
     personas = recipe.personas
     if personas is None:
@@ -303,7 +297,7 @@ def load_recipe(path: str | Path, *, allow_outside_paths: bool = False) -> Recip
         personas = (base / personas).resolve()
         if not personas.is_file():
             raise RecipeError(
-                f"personas file not found: {personas}",
+                f"personas file {_missing(personas)}: {personas}",
                 path=path,
                 line=line_for(lines, ("personas",)),
                 field="personas",
@@ -349,6 +343,11 @@ def _fixed_prefix(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else pattern
 
 
+def _missing(path: Path) -> str:
+    """Why ``path`` is not a file, in the user's words."""
+    return "is a directory, not a file" if path.is_dir() else "not found"
+
+
 def _where_is(node: object, value: str) -> tuple[str | int, ...]:
     """Path of the first config entry holding ``value`` (a profile name, maybe in a pool list); () if none."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
@@ -359,6 +358,30 @@ def _where_is(node: object, value: str) -> tuple[str | int, ...]:
         if found:
             return (key, *found)
     return ()
+
+
+def _check_files(recipe: Recipe, generator: Generator, i: int, path: Path, lines: Lines) -> None:
+    """Plan a step whose generator reads files (its ``path_fields``, e.g. documents) now.
+
+    Planning reads them: a glob matching nothing, a missing, unsupported, empty or encrypted document
+    is then a recipe error at load time, naming the step, before ``run`` has created its RUN_DIR.
+    """
+    splits = {s.id: "train" for s in recipe.loaded_seeds}  # the items are not kept: any split will do
+    try:
+        generator.plan(recipe.loaded_seeds, splits, recipe.seed, recipe.steps[i].name)
+    except ConfigError as exc:
+        named: tuple[str, ...] = getattr(generator, "path_fields", ())
+        # the field the generator names, else the one path field it has (a document's own problem)
+        field = exc.field or (f"config.{named[0]}" if len(named) == 1 else "config")
+        field = field.replace("steps[].", "")
+        loc: tuple[str | int, ...] = ("steps", i, *undotted(field))
+        raise RecipeError(
+            exc.message,
+            path=exc.path or path,  # a document's own problem is fixed in the document
+            line=exc.line if exc.path else line_for(lines, loc),
+            field=dotted(loc),
+            hint=exc.hint,
+        ) from None
 
 
 def _check_steps(recipe: Recipe, path: Path, lines: Lines, confine: _Confinement | None) -> None:
@@ -424,6 +447,8 @@ def _check_steps(recipe: Recipe, path: Path, lines: Lines, confine: _Confinement
                 )
         for role in generator.prompt_roles():
             check_prompt(role)
+        if getattr(cls, "path_fields", ()) and step.from_ is None:
+            _check_files(recipe, generator, i, path, lines)
         if step.from_ is not None:
             upstream = next(s for s in recipe.steps if s.name == step.from_)
             if get_generator(upstream.generator).output != "sft":

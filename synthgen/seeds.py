@@ -5,8 +5,10 @@ cp1252 on Windows), so every problem raises a ``SeedError`` naming the file, the
 field) starts, the field and the fix. Ids key splits and provenance, so they must be unique and stable.
 
 Decisions: integer ids (``id: 12``) are accepted and stored as text, because YAML and spreadsheets produce
-them naturally; text fields are stripped; a seed's language is its own ``language``, else the file's
-top-level ``language``, else the ``language`` argument, else ``"es"``.
+them naturally; text fields are stripped and must keep something visible (zero-width characters alone
+are empty; control characters such as NUL are refused); a seed's language is its own ``language``, else
+the file's top-level ``language``, else the ``language`` argument, else ``"es"``. Files are read by
+:mod:`synthgen.textfiles` (encodings, NULs, YAML syntax and alias bombs reported at their line).
 
 One module on purpose (~400 lines): the three formats share the models, the line bookkeeping and the
 error wording, and reading them side by side is how a format's error stays as good as the others'.
@@ -14,7 +16,6 @@ error wording, and reading them side by side is how a format's error stays as go
 
 from __future__ import annotations
 
-import codecs
 import csv
 import difflib
 import functools
@@ -22,20 +23,62 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from synthgen.errors import SeedError
+from synthgen.textfiles import BoundedLoader, load_yaml, read_text
 
-__all__ = ["Persona", "Seed", "SeedSource", "load_personas", "load_seeds", "seeds_fingerprint"]
+__all__ = [
+    "PLACEHOLDERS",
+    "Persona",
+    "Seed",
+    "SeedSource",
+    "load_personas",
+    "load_seeds",
+    "seeds_fingerprint",
+]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# The sentence `synthgen init` ends each starter answer with, per language: a seed that still holds it
+# was never edited, and would teach the model a made-up answer (the scaffold writes these very strings).
+PLACEHOLDERS = {
+    "es": "Sustituye este texto por la respuesta real de tu facultad.",
+    "en": "Replace this text with your faculty's real answer.",
+}
+
+
+def _visible(value: str) -> str:
+    """Refuse text a reader cannot see: only zero-width/format characters (Unicode Cf) and spaces, which
+    pass a plain emptiness check (``"\u200b"`` from a web page), and control characters such as NUL,
+    which break exports and tokenizers. Tabs and line breaks are ordinary text."""
+    for i, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
+            raise PydanticCustomError(
+                "control_character",
+                "holds the control character U+{code} at character {at}",
+                {"code": f"{ord(char):04X}", "at": i + 1},
+            )
+    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+        raise PydanticCustomError("invisible_text", "is empty: only invisible characters")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_visible)]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z]{2}$")]
 
@@ -68,6 +111,13 @@ class Seed(BaseModel):
 
     _id_as_text = field_validator("id", mode="before")(_int_to_text)
 
+    @field_validator("question", "answer")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if any(placeholder in value for placeholder in PLACEHOLDERS.values()):
+            raise PydanticCustomError("placeholder", "still holds the placeholder text of `synthgen init`")
+        return value
+
     @field_validator("tags", mode="before")
     @classmethod
     def _split_tags(cls, value: object) -> object:
@@ -99,8 +149,14 @@ def seeds_fingerprint(seeds: Iterable[Seed]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
-    """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``."""
+def load_seeds(
+    path: str | Path, *, language: str | None = None, taken: Mapping[str, Path] | None = None
+) -> list[Seed]:
+    """Load seeds from ``.yaml``/``.yml``, ``.jsonl`` or ``.csv``; the first problem raises ``SeedError``.
+
+    ``taken`` maps ids already loaded (from a recipe's earlier seeds files) to their file: reusing one is
+    refused here, where the line of the second one is known.
+    """
     path = Path(path)
     fmt = _format(path, {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".csv": "csv"})
     if fmt == "yaml":
@@ -108,7 +164,7 @@ def load_seeds(path: str | Path, *, language: str | None = None) -> list[Seed]:
     else:
         records, file_language = (_csv_records if fmt == "csv" else _jsonl_records)(path), None
     defaults = {"language": file_language or language or "es"}
-    return _validate(Seed, records, path, fmt, defaults)
+    return _validate(Seed, records, path, fmt, defaults, taken or {})
 
 
 def load_personas(path: str | Path) -> list[Persona]:
@@ -156,21 +212,17 @@ class _Seq(list[Any]):
     lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(BoundedLoader):
     """SafeLoader whose mappings and lists remember the 1-based line of themselves, their keys and items."""
 
 
 def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
-    """Also refuse duplicate keys, which PyYAML would silently resolve to the last one."""
+    """The mapping with its line and its own keys' lines (the loader refuses duplicate keys)."""
     own = [key_node for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"]
     result = _Map(loader.construct_mapping(node, deep=True))  # flattens merge keys (<<) into node.value
     result.line, result.key_lines = node.start_mark.line + 1, {}
     for key_node in own:  # keys merged in from elsewhere keep no line: errors fall back to the mapping's
-        key = loader.construct_object(key_node)
-        if key in result.key_lines:
-            problem = f"found duplicate key {key!r} (first at line {result.key_lines[key]})"
-            raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
-        result.key_lines[key] = key_node.start_mark.line + 1
+        result.key_lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
     return result
 
 
@@ -194,38 +246,9 @@ def _format(path: Path, formats: dict[str, str]) -> str:
     return formats[path.suffix.lower()]
 
 
-def _read_text(path: Path, *, cp1252: bool = False) -> str:
-    """UTF-8 (BOM optional); spreadsheets saved by Excel on Windows may also be cp1252."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SeedError(f"cannot be read: {exc.strerror}", path=path) from None
-    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad, message = skip + exc.start, "is not UTF-8"
-    if cp1252:
-        try:
-            return data[skip:].decode("cp1252")
-        except UnicodeDecodeError as exc:  # report where the encoding that got further stopped
-            bad, message = max(bad, skip + exc.start), "is neither UTF-8 nor Windows-1252 (cp1252)"
-    message += f": byte 0x{data[bad]:02x} at byte offset {bad}"
-    raise SeedError(message, path=path, line=data.count(b"\n", 0, bad) + 1, hint="save the file as UTF-8")
-
-
 def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
     fail = functools.partial(SeedError, path=path)
-    try:
-        doc = yaml.load(_read_text(path), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
-        line, context = mark.line + 1 if mark else None, getattr(exc, "context", None)
-        at = getattr(exc, "context_mark", None)
-        if context and at and at.line + 1 != line:  # e.g. where the unterminated quote opened
-            problem += f" ({context} that started at line {at.line + 1})"
-        hint = "keep one of them" if "duplicate key" in problem else "check indentation, colons, quotes"
-        raise fail(f"invalid YAML: {problem}", line=line, hint=hint) from None
+    doc, _ = load_yaml(read_text(path, SeedError), path, SeedError, _LineLoader)
     example = f"write '{key}:' followed by a list of '- id: ...' entries"
     if doc is None:
         raise fail(f"is empty: no {key}", line=1, hint=example)
@@ -251,7 +274,8 @@ def _yaml_records(path: Path, key: str) -> tuple[list[_Record], str | None]:
 
 def _jsonl_records(path: Path) -> list[_Record]:
     records = []
-    for n, raw in enumerate(_read_text(path).split("\n"), 1):  # not splitlines(): U+2028 is valid in JSON
+    text = read_text(path, SeedError)
+    for n, raw in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 is valid in JSON
         if not raw.strip():
             continue
         try:
@@ -278,7 +302,7 @@ def _delimiter(text: str) -> str:
 
 def _csv_records(path: Path) -> list[_Record]:
     fail = functools.partial(SeedError, path=path)
-    text = _read_text(path, cp1252=True)
+    text = read_text(path, SeedError, fallback="cp1252")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     rows, start = [], 1
     try:
@@ -323,9 +347,14 @@ def _csv_records(path: Path) -> list[_Record]:
 
 
 def _validate(
-    model: type[M], records: list[_Record], path: Path, fmt: str, defaults: dict[str, str]
+    model: type[M],
+    records: list[_Record],
+    path: Path,
+    fmt: str,
+    defaults: dict[str, str],
+    taken: Mapping[str, Path] | None = None,
 ) -> list[M]:
-    """Validate each record; refuse duplicate ids, naming both lines."""
+    """Validate each record; refuse duplicate ids, naming both lines (or the other file)."""
     unit = "row" if fmt == "csv" else "seed" if model is Seed else "persona"
     out: list[M] = []
     first_line: dict[str, int] = {}
@@ -344,6 +373,11 @@ def _validate(
             hint = f"first defined at line {first_line[item.id]}; give each {unit} its own id"
             field = f"{rec.prefix}.id" if rec.prefix else "id"
             raise SeedError(f"duplicate id {item.id!r}", path=path, line=line, field=field, hint=hint)
+        if taken and item.id in taken:
+            field = f"{rec.prefix}.id" if rec.prefix else "id"
+            hint = f"ids must be unique across all seeds files of a recipe; rename this {unit}'s id"
+            message = f"duplicate id {item.id!r}: also in {taken[item.id]}"
+            raise SeedError(message, path=path, line=line, field=field, hint=hint)
         first_line[item.id] = line
         out.append(item)
     return out
@@ -369,6 +403,14 @@ def _translate(
         hint = hints.get(fmt, f"add '{last}: ...' to this {unit}")
     elif kind == "string_too_short":
         message = "is empty"
+    elif kind == "invisible_text":
+        message = f"{err['msg']} ({_invisible(value)})"
+    elif kind == "placeholder":
+        message = err["msg"]
+        hint = f"write the faculty's real {last} in its place, or delete the {unit}"
+    elif kind == "control_character":
+        message = err["msg"]
+        hint = "delete it: control characters come from binary exports or copy-paste, and break training data"
     elif kind == "string_pattern_mismatch" and last == "id":
         message = f"{value!r} has characters other than letters, digits and - _ . :"
     elif kind == "string_pattern_mismatch":
@@ -397,6 +439,12 @@ def _line_of(rec: _Record, loc: Iterable[Any]) -> int:
         else:
             break
     return line
+
+
+def _invisible(value: object) -> str:
+    """Name the invisible characters, so the user knows what to look for in an editor that hides them."""
+    codes = sorted({f"U+{ord(c):04X}" for c in str(value) if unicodedata.category(c) == "Cf"})
+    return ("zero-width or format characters " + ", ".join(codes)) if codes else "whitespace"
 
 
 def _kind(value: object) -> str:

@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pyarrow.parquet as pq
+import pydantic
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 
 from synthgen.cli import main
 from synthgen.llm.offline import offline_reply
+from synthgen.llm.profile import MAX_CONCURRENCY, ModelProfile
 from synthgen.llm.usage import price_for
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
@@ -112,6 +115,20 @@ def test_init_creates_a_recipe_that_validates_and_never_overwrites(tmp_path: Pat
     assert recipe["language"] == "es" and recipe["name"] == "facultad-de-ciencias-2025"
     assert "Facultad" in recipe["system_prompt"]  # Spanish starter content
 
+    seeds = target / "seeds" / "seeds.yaml"
+    refused = invoke("validate", target / "recipe.yaml")  # the starter answers are placeholders
+    assert refused.exit_code == 2, refused.output
+    line = next(
+        n for n, text in enumerate(seeds.read_text(encoding="utf-8").splitlines(), 1) if "answer:" in text
+    )
+    assert refused.stderr.startswith(f"error: {seeds.resolve()}:{line}: seeds[0].answer: "), refused.stderr
+    assert "placeholder text of `synthgen init`" in refused.stderr and "real answer" in refused.stderr
+    edited = yaml.safe_load(seeds.read_text(encoding="utf-8"))
+    for seed in edited["seeds"]:  # the faculty writes its real answers
+        seed["answer"] = seed["answer"].replace(
+            "Sustituye este texto por la respuesta real de tu facultad.", ""
+        )
+    seeds.write_text(yaml.safe_dump(edited, allow_unicode=True), encoding="utf-8")
     checked = invoke("validate", target / "recipe.yaml")
     assert checked.exit_code == 0, checked.output
     assert "language es" in checked.output and "step dialogues" in checked.output
@@ -129,6 +146,52 @@ def test_init_unknown_language(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--language" in result.stderr and "'xx'" in result.stderr and "es, en" in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+# --- the wrong kind of file ------------------------------------------------------------------------------
+
+EVAL = DEMO.with_name("eval.yaml")
+SHIPPED_SEEDS = DEMO.parents[2] / "seeds" / "faculty-sciences-es"
+
+
+def test_evaluate_given_a_generation_recipe_says_which_file_it_wants() -> None:
+    """Before: twelve schema errors (name ok, candidates missing, steps unknown, ...) for one mistake."""
+    result = invoke("evaluate", DEMO, "--offline")
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1, error  # one message
+    line = DEMO.read_text(encoding="utf-8").splitlines().index("steps:") + 1
+    assert error.startswith(f"{DEMO}:{line}: steps: this is a generation recipe, not an eval recipe"), error
+    assert "recipes/offline-demo/eval.yaml" in error and "synthgen run" in error
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "estimate"])
+def test_generation_commands_given_an_eval_recipe_say_so(command: str, tmp_path: Path) -> None:
+    args = ("--offline", "--out", tmp_path / "run") if command == "run" else ()
+    result = invoke(command, EVAL, *args)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1, error
+    line = next(
+        n for n, text in enumerate(EVAL.read_text(encoding="utf-8").splitlines(), 1) if text == "candidates:"
+    )
+    assert error.startswith(f"{EVAL}:{line}: candidates: this is an eval recipe, not a generation recipe"), (
+        error
+    )
+    assert f"synthgen evaluate {EVAL}" in error and "recipes/offline-demo/recipe.yaml" in error
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("seeds.yaml", "a seeds file"), ("personas.yaml", "a personas file")]
+)
+def test_validate_given_seeds_or_personas_says_so(name: str, kind: str) -> None:
+    path = SHIPPED_SEEDS / name
+    result = invoke("validate", path)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.removeprefix("error: ")
+    assert error.count("\n") == 1 and f"this is {kind}, not a generation recipe" in error, error
+    assert "names it under" in error
 
 
 # --- run, report, estimate -------------------------------------------------------------------------------
@@ -197,6 +260,26 @@ def test_estimate_offline_json(tmp_path: Path) -> None:
             assert m["usd"] == pytest.approx(usd) and m["usd"] > 0
     assert set(estimate["steps"]["dialogues"]["by_model"]) == {"gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06"}
     assert estimate["usd"] == pytest.approx(sum(s["usd"] for s in estimate["steps"].values()))
+
+
+@pytest.mark.parametrize("value", ["0", "1025", "1000000"])
+def test_concurrency_is_bounded_on_the_command_line(tmp_path: Path, value: str) -> None:
+    """Before, --concurrency had no upper bound: 1e6 made 2e6 workers (2.45 GB) for a 1-item run."""
+    recipe = write_recipe(tmp_path / "demo.yaml", demo_copy(tmp_path, seeds=2))
+    result = invoke(
+        "run", recipe, "--offline", "--limit", "1", "--concurrency", value, "--out", tmp_path / "run"
+    )
+    assert result.exit_code == 2, result.output
+    assert "--concurrency" in result.stderr and "1<=x<=1024" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_and_the_profile_share_the_concurrency_bound() -> None:
+    option = next(p for p in main.commands["run"].params if p.name == "concurrency")
+    assert isinstance(option.type, click.IntRange)
+    assert option.type.max == MAX_CONCURRENCY == 1024
+    with pytest.raises(pydantic.ValidationError, match="less than or equal to 1024"):
+        ModelProfile(model="m", max_concurrency=MAX_CONCURRENCY + 1)
 
 
 # --- configuration mistakes at run time -------------------------------------------------------------------

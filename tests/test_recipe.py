@@ -11,16 +11,20 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from synthgen.cli import main
+from synthgen.pipeline.validate import validate_recipe
+from synthgen.recipe import load_recipe
 
 SEEDS: dict[str, Any] = {
     "language": "es",
@@ -235,6 +239,18 @@ BROKEN = [
            ("output.test_fraction", "less than 1"), ("test_fraction: 1.5", 1)),
     Broken("negative-budget", _set("budget", "max_usd", value=-5),
            ("budget.max_usd", "greater than 0"), ("max_usd: -5", 1)),
+    Broken("max-concurrency-too-high", _set("models", "judge", "max_concurrency", value=2000),
+           ("models.judge.max_concurrency", "less than or equal to 1024", "requests_per_minute"),
+           ("max_concurrency: 2000", 1)),
+    Broken("infinite-budget", _set("budget", "max_usd", value=float("inf")),
+           ("budget.max_usd", "is not a finite number", "leave the key out"), ("max_usd: .inf", 1)),
+    Broken("nan-price", _set("models", "judge", "prices", value={"input": float("nan"), "output": 10.0}),
+           ("models.judge.prices.input", "is not a finite number"), ("input: .nan", 1)),
+    Broken("infinite-margin", _set("steps", 1, "config", "margin", value=float("-inf")),
+           ("steps[1].config.margin", "is not a finite number"), ("margin: -.inf", 1)),
+    Broken("overflowing-float",
+           lambda recipe, root: _dump(recipe).replace("test_fraction: 0.2", "test_fraction: 1e400"),
+           ("output.test_fraction", "finite number", "leave the key out"), ("test_fraction: 1e400", 1)),
     Broken("duplicate-step-name", _duplicate_step,
            ("steps[1].name", "duplicate step name 'dialogues'"), ("name: dialogues", 2)),
     Broken("from-unknown-step", _set("steps", 1, "from", value="dialogs"),
@@ -263,7 +279,7 @@ BROKEN = [
     Broken("unknown-persona", _set("steps", 0, "config", "personas", value=["nadie"]),
            ("steps[0].config.personas", "unknown persona id(s): nadie", "primer-curso")),
     Broken("not-a-mapping", lambda recipe, root: "- name: test-faculty\n- seeds: seeds.yaml\n",
-           ("a recipe is a YAML mapping",)),
+           ("a recipe is a YAML mapping", "start from recipes/offline-demo/recipe.yaml"), 1),
     Broken("yaml-syntax-error", lambda recipe, root: "name: x\nmodels: {student: [1, 2}\nsteps: []\n",
            ("not valid YAML",), ("models: {student: [1, 2}", 1)),
     Broken("bad-step-name", _set("steps", 0, "name", value="Dia logues"),
@@ -291,6 +307,21 @@ def expected_prefix(project: Path, case: Broken) -> str:
         return f"{file}: "
     line = case.at if isinstance(case.at, int) else line_of(file.read_text(encoding="utf-8"), *case.at)
     return f"{file}:{line}: "
+
+
+def test_models_refuse_non_finite_numbers_from_python_too() -> None:
+    """Recipes built in Python skip the YAML check: the models themselves refuse inf and nan."""
+    from synthgen.llm.profile import ModelProfile, Prices
+    from synthgen.recipe import Budget, OutputConfig
+
+    for build in (
+        lambda: Budget(max_usd=float("inf")),
+        lambda: Prices(input=float("nan"), output=1.0),
+        lambda: ModelProfile(model="m", timeout=float("inf")),
+        lambda: OutputConfig(test_fraction=float("nan")),
+    ):
+        with pytest.raises(pydantic.ValidationError, match="finite number"):
+            build()
 
 
 def test_enough_kinds_of_broken_recipes() -> None:
@@ -364,3 +395,69 @@ def test_console_script_exit_codes(tmp_path: Path, hermetic: Path) -> None:
 
 def _case(name: str) -> Broken:
     return next(c for c in BROKEN if c.id == name)
+
+
+# --- YAML below the schema: alias bombs, syntax errors at the line to fix ---------------------------------
+
+
+def laughs(levels: int, width: int = 9) -> str:
+    """A "billion laughs" block of top-level keys: each level aliases the previous one ``width`` times."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_before_it_expands(project: Path, hermetic: Path) -> None:
+    """Six levels of nine aliases are 600k values: before, the line-mapping walk expanded all of them.
+    (validate's modules are imported at the top of this file: the clock measures the check alone.)"""
+    path = project / "recipe.yaml"
+    path.write_text(_dump(BASE) + laughs(6), encoding="utf-8")
+    before = snapshot(project, hermetic)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 2, result.output
+    assert elapsed < 1.0, elapsed
+    line = path.read_text(encoding="utf-8").splitlines().index(laughs(6).splitlines()[5]) + 1
+    assert result.stderr.startswith(f"error: {path}:{line}: "), result.stderr
+    assert "aliases expand to more than" in result.stderr and "<<: *defaults" in result.stderr
+    assert snapshot(project, hermetic) == before
+
+
+def test_merge_keys_and_a_few_aliases_still_work(project: Path) -> None:
+    text = _dump(BASE).replace(
+        "  assistant:\n    model: gpt-4o-2024-08-06\n    temperature: 0.7\n",
+        "  assistant: &assistant\n    model: gpt-4o-2024-08-06\n    temperature: 0.7\n",
+    )
+    text = text.replace(
+        "  judge:\n    model: gpt-4o-2024-08-06\n    temperature: 0.0\n",
+        "  judge:\n    <<: *assistant\n    temperature: 0.0\n",
+    )
+    assert "<<: *assistant" in text
+    (project / "recipe.yaml").write_text(text, encoding="utf-8")
+    assert validate_recipe(project / "recipe.yaml").startswith("ok: ")
+    recipe = load_recipe(project / "recipe.yaml")
+    assert recipe.models["judge"].model == "gpt-4o-2024-08-06" and recipe.models["judge"].temperature == 0.0
+
+
+SYNTAX = [
+    # (id, recipe text, the line the user must fix, words of the message or hint)
+    ("unclosed-double-quote", 'name: x\nsystem_prompt: "Eres el asistente\nseed: 3\nsteps: []\n', 2, "quote"),
+    ("unclosed-single-quote", "name: x\nsystem_prompt: 'Eres el asistente\nseed: 3\n", 2, "quote"),
+    ("key-without-colon", "name: x\nseed 3\nsteps: []\n", 2, "':'"),
+    ("unclosed-brace", "name: x\nmodels: {student: {model: a}\nsteps: []\nseed: 1\n", 2, "'{'"),
+    ("unclosed-bracket", "name: x\nseeds: [a.yaml, b.yaml\nseed: 1\n", 2, "'['"),
+    ("tab-indentation", "name: x\nmodels:\n\tstudent: {model: a}\n", 3, "spaces"),
+    ("bad-indentation", "name: x\nmodels:\n  student: {model: a}\n   judge: {model: b}\n", 4, "indent"),
+    ("colon-in-value", "name: x\nsystem_prompt: Hola: soy el asistente\n", 2, "quote"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in SYNTAX], ids=[c[0] for c in SYNTAX])
+def test_yaml_syntax_error_names_the_line_to_fix(project: Path, text: str, line: int, words: str) -> None:
+    path = project / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path}:{line}: not valid YAML"), result.stderr
+    assert words in result.stderr, result.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,6 +174,37 @@ def test_yaml_merge_keys_may_override(tmp_path: Path) -> None:
     assert seed.answer == "own"
 
 
+def laughs(levels: int, width: int = 9) -> str:
+    """A "billion laughs" block of top-level keys: each level aliases the previous one ``width`` times."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("loader", [load_seeds, load_personas])
+def test_alias_bomb_is_refused_at_the_alias_that_crosses_the_bound(tmp_path: Path, loader: Any) -> None:
+    """Before, a bomb in free-form metadata loaded (387M values, shared by reference) and one inside a seed
+    hung validation; now it is refused while composing, at the line of the alias that crosses the bound."""
+    key = "seeds" if loader is load_seeds else "personas"
+    item = SEED.format(id="a") if key == "seeds" else "  - {id: a, name: n, situation: s}\n"
+    path = write(tmp_path, "s.yaml", f"{key}:\n{item}" + laughs(9))
+    started = time.monotonic()
+    with pytest.raises(SeedError) as info:
+        loader(path)
+    assert time.monotonic() - started < 1.0
+    text = path.read_text(encoding="utf-8")
+    assert "aliases expand to more than 100,000 values (at *l4)" in str(info.value)
+    assert info.value.line == text.splitlines().index(laughs(9).splitlines()[5]) + 1
+    assert "<<: *defaults" in str(info.value.hint)
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.yaml", "seeds:\n  - &a {id: a, topic: t, question: q, answer: r, tags: [*a]}\n")
+    with pytest.raises(SeedError, match=r"the alias \*a refers to a value that contains it") as info:
+        load_seeds(path)
+    assert info.value.line == 2
+
+
 def test_fingerprint_is_stable_and_sees_every_change() -> None:
     first = seeds_fingerprint(EXPECTED)
     assert first == seeds_fingerprint(list(EXPECTED)) and len(first) == 64
@@ -231,8 +264,15 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         None,
         "rename 'seed' to 'seeds'",
     ),
-    "yaml syntax": ("s.yaml", "seeds:\n  - id: a\n    topic: t\n   question: q\n", 4, None, "invalid YAML"),
-    "yaml unterminated quote": ("s.yaml", 'seeds:\n  - id: "a\n', 3, None, "started at line 2"),
+    "yaml syntax": ("s.yaml", "seeds:\n  - id: a\n    topic: t\n   question: q\n", 4, None, "not valid YAML"),
+    "yaml unterminated quote": ("s.yaml", 'seeds:\n  - id: "a\n', 2, None, "column 9: the quote opened here"),
+    "yaml key without colon": (
+        "s.yaml",
+        "seeds:\n  - id: a\n    topic t\n    question: q\n",
+        3,
+        None,
+        "has no 'key: value' colon",
+    ),
     "yaml duplicate key": (
         "s.yaml",
         "seeds:\n  - id: a\n    answer: x\n    answer: y\n",
@@ -343,7 +383,7 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         "id;topic;question;answer\na;t;¿Qué?;sí\n".encode("cp1252") + b"b;t;q;r\x81\n",
         3,
         None,
-        "byte 0x81 at byte offset 45 (save the file as UTF-8)",
+        "byte 0x81 at column 8 (byte offset 45) (save the file as UTF-8)",
     ),
     "csv bad utf8 after valid utf8": (
         "s.csv",
@@ -396,6 +436,87 @@ ERRORS: dict[str, tuple[str, str | bytes, int, str | None, str]] = {
         4,
         "id",
         "first defined at line 2",
+    ),
+    "question of zero-width spaces (yaml escapes)": (
+        "s.yaml",
+        SEED.format(id="a").replace("question: q", 'question: "\\u200b\\u200b"'),
+        3,
+        "seeds[0].question",
+        "is empty: only invisible characters",
+    ),
+    "answer of format characters and spaces": (
+        "s.yaml",
+        SEED.format(id="a").replace("answer: r", 'answer: "\\u200b \\ufeff\\u2060 \\u200d"'),
+        4,
+        "seeds[0].answer",
+        "only invisible characters (zero-width or format characters U+200B, U+200D, U+2060, U+FEFF) "
+        "(write the answer the office would give",
+    ),
+    "jsonl topic of zero-width characters": (
+        "s.jsonl",
+        '{"id": "a", "topic": "t", "question": "q", "answer": "r"}\n'
+        '{"id": "b", "topic": "\\u200b\\u200c", "question": "q", "answer": "r"}\n',
+        2,
+        "topic",
+        "is empty: only invisible characters",
+    ),
+    "csv answer of zero-width characters": (
+        "s.csv",
+        "id,topic,question,answer\na,t,q,\u200b\u200c\u200b\n",
+        2,
+        "answer",
+        "is empty: only invisible characters",
+    ),
+    "NUL through a yaml escape": (
+        "s.yaml",
+        SEED.format(id="a").replace("answer: r", 'answer: "r\\0"'),
+        4,
+        "seeds[0].answer",
+        "holds the control character U+0000",
+    ),
+    "NUL through a jsonl escape": (
+        "s.jsonl",
+        '{"id": "a", "topic": "t", "question": "q\\u0000", "answer": "r"}\n',
+        1,
+        "question",
+        "holds the control character U+0000",
+    ),
+    "control character in a csv cell": (
+        "s.csv",
+        "id,topic,question,answer\na,t,q\x07q,r\n",
+        2,
+        "question",
+        "holds the control character U+0007",
+    ),
+    "raw NUL byte in a yaml file": (
+        "s.yaml",
+        "seeds:\n" + SEED.format(id="a").replace("answer: r", "answer: r\x00r"),
+        5,
+        None,
+        "NUL character (U+0000) at column 14",
+    ),
+    "raw NUL byte in a csv file": (
+        "s.csv",
+        b"id,topic,question,answer\na,t,q,r\nb,t,q\x00,r\n",
+        3,
+        None,
+        "NUL character (U+0000) at column 6",
+    ),
+    "answer still the placeholder of synthgen init": (
+        "s.yaml",
+        SEED.format(id="a").replace(
+            "answer: r", "answer: Ordinary enrolment. Replace this text with your faculty's real answer."
+        ),
+        4,
+        "seeds[0].answer",
+        "still holds the placeholder text of `synthgen init` (write the faculty's real answer",
+    ),
+    "csv question with the Spanish placeholder": (
+        "s.csv",
+        "id;topic;question;answer\na;t;¿Cuándo? Sustituye este texto por la respuesta real de tu facultad.;r\n",
+        2,
+        "question",
+        "placeholder text of `synthgen init`",
     ),
     "csv header only": ("s.csv", "id,topic,question,answer\n", 1, None, "no seeds"),
     "csv empty": ("s.csv", b"\xef\xbb\xbf\n", 1, None, "no header row"),

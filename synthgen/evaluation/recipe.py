@@ -52,7 +52,7 @@ __all__ = [
 
 
 class Paraphrases(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     profile: str = Field(default="judge", description="who writes them: ideally not the student model")
     per_seed: int = Field(default=1, ge=1, le=10)
@@ -62,13 +62,13 @@ class Paraphrases(BaseModel):
 
 
 class HeldOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_questions: int | None = Field(default=None, ge=1)
 
 
 class QuestionFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path
     max_questions: int | None = Field(default=None, ge=1)
@@ -81,7 +81,7 @@ class RealQueries(QuestionFile):
 class QuestionSets(BaseModel):
     """Which sets to build; leave one out (or null) to skip it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     paraphrases: Paraphrases | None = None
     heldout: HeldOut | None = Field(default_factory=HeldOut)
@@ -92,7 +92,7 @@ class QuestionSets(BaseModel):
 class Modes(BaseModel):
     """How the questions are judged; ``follow_ups`` turns seed questions into two-turn dialogues."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     single: bool = Field(default=True, description="1-10 grade of each answer (paraphrases, held-out)")
     claims: bool = Field(default=True, description="claim precision, recall, contradictions vs the gold")
@@ -106,7 +106,7 @@ PARSE_FAILURES = {"invalid_json", "schema", "empty", "length"}
 class EvalRecipe(BaseModel):
     """A validated eval recipe; paths are absolute once loaded."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""

@@ -15,12 +15,16 @@ document always gives the same chunks, so work-item ids and cached calls stay st
 
 from __future__ import annotations
 
-import codecs
+import contextlib
+import logging
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from synthgen.errors import ConfigError
+from synthgen.textfiles import read_text
 
 __all__ = ["DOCUMENT_SUFFIXES", "Chunk", "Document", "chunk", "load_document", "unwrap"]
 
@@ -77,7 +81,7 @@ def load_document(path: str | Path) -> Document:
     if not path.is_file():
         raise ConfigError("document not found", path=path, hint="paths are relative to the recipe file")
     if suffix not in DOCUMENT_SUFFIXES:
-        hint = "use " + ", ".join(DOCUMENT_SUFFIXES) + " (save a .docx as PDF or Markdown)"
+        hint = "use " + ", ".join(DOCUMENT_SUFFIXES) + "; save a .docx as PDF or Markdown"
         raise ConfigError(f"unsupported document type {suffix or '(no extension)'!r}", path=path, hint=hint)
     text, pdf_title = _read_pdf(path) if suffix == ".pdf" else (_read_text(path), None)
     text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
@@ -89,7 +93,9 @@ def load_document(path: str | Path) -> Document:
                 path=path,
                 hint="scanned PDFs need OCR first (e.g. ocrmypdf), or convert it to Markdown",
             )
-        raise ConfigError("document is empty", path=path)
+        raise ConfigError(
+            "document is empty", path=path, hint="write the regulation's text into it, or stop naming it"
+        )
     return Document(path=path, text=text, title=pdf_title or _title(text, path))
 
 
@@ -116,40 +122,77 @@ def chunk(document: Document, *, max_chars: int = 2500) -> list[Chunk]:
 
 
 def _read_text(path: Path) -> str:
-    """UTF-8 (BOM optional); Word's "plain text" export on Windows is often cp1252."""
-    data = path.read_bytes()
-    data = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-            path=path,
-            hint="save the document as UTF-8",
-        ) from None
+    """UTF-8 (BOM optional); Word's "plain text" export on Windows is often cp1252. A bad byte or a NUL
+    (a binary or UTF-16 file named .txt) is reported by line and column."""
+    return read_text(path, ConfigError, fallback="cp1252")
+
+
+_DECRYPT = (
+    "save an unencrypted copy: `qpdf --decrypt in.pdf out.pdf` (add --password=... if it asks for one), "
+    "or open it and print or export it to a new PDF"
+)
 
 
 def _read_pdf(path: Path) -> tuple[str, str | None]:
-    """Page texts joined by blank lines (a page break is a safe place to cut), and the PDF's title."""
-    import pypdf  # imported here: only documents steps with PDFs pay for it
+    """Page texts joined by blank lines (a page break is a safe place to cut), and the PDF's title.
 
-    try:
-        reader = pypdf.PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ConfigError("PDF is password-protected", path=path, hint="save an unprotected copy")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or None
-    except ConfigError:
-        raise
-    except Exception as exc:  # pypdf raises many kinds (PdfReadError, KeyError, ...) on damaged files
-        raise ConfigError(
-            f"is not a readable PDF: {exc}", path=path, hint="re-export it from the original document"
-        ) from None
+    pypdf reports what it repairs through logging and warnings, which would print on the user's
+    terminal; they are collected instead and quoted only when the PDF turns out unreadable.
+    """
+    import pypdf  # imported here: only documents steps with PDFs pay for it
+    from pypdf.errors import DependencyError
+
+    with _collect_pypdf_notes() as notes:
+        reader = None
+        try:
+            reader = pypdf.PdfReader(path)
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise ConfigError("PDF is encrypted with a password", path=path, hint=_DECRYPT)
+            pages = [page.extract_text() or "" for page in reader.pages]
+            title = (reader.metadata.title if reader.metadata else None) or None
+        except ConfigError:
+            raise
+        except DependencyError:  # AES needs an optional package of pypdf's: the file is what is locked
+            raise ConfigError(
+                "PDF is encrypted (AES), so its text cannot be read",
+                path=path,
+                hint=_DECRYPT + "; installing the 'cryptography' package lets pypdf open AES PDFs "
+                "that need no password",
+            ) from None
+        except Exception as exc:  # pypdf raises many kinds (PdfReadError, KeyError, ...) on damaged files
+            encrypted = reader is not None and reader.is_encrypted
+            detail = f"; pypdf noted: {notes[0]}" if notes else ""
+            raise ConfigError(
+                f"PDF is encrypted and could not be decrypted: {exc}"
+                if encrypted
+                else f"is not a readable PDF: {exc}{detail}",
+                path=path,
+                hint=_DECRYPT if encrypted else "re-export it from the original document",
+            ) from None
     return "\n\n".join(p.strip() for p in pages), (title.strip() if isinstance(title, str) else None) or None
+
+
+@contextlib.contextmanager
+def _collect_pypdf_notes() -> Iterator[list[str]]:
+    """pypdf's log records and warnings while reading, collected instead of printed."""
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    logger = logging.getLogger("pypdf")
+    saved = logger.handlers, logger.propagate, logger.level
+    logger.handlers, logger.propagate = [_Collect()], False
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield notes
+        notes.extend(str(w.message) for w in caught)
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
 
 
 def _title(text: str, path: Path) -> str:

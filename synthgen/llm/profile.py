@@ -18,9 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synthgen.errors import AuthenticationFailed, ConfigError
 
-__all__ = ["ModelProfile", "Prices", "is_reasoning_model", "name_profiles", "not_llm_key", "url_problem"]
+__all__ = [
+    "MAX_CONCURRENCY",
+    "ModelProfile",
+    "Prices",
+    "is_reasoning_model",
+    "name_profiles",
+    "not_llm_key",
+    "url_problem",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Requests in flight per endpoint. Each costs a connection and two workers; past ~1000 no provider
+# answers faster, and a typo (1e6) used to allocate gigabytes. The CLI's --concurrency has the same bound.
+MAX_CONCURRENCY = 1024
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _URL_HINT = "write it as http://HOST:PORT/v1 or https://HOST/v1, e.g. http://localhost:8000/v1"
 
@@ -94,7 +105,7 @@ def is_reasoning_model(model: str) -> bool:
 class Prices(BaseModel):
     """USD per million tokens; overrides the built-in table in :mod:`synthgen.llm.usage`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -104,7 +115,7 @@ class Prices(BaseModel):
 class ModelProfile(BaseModel):
     """Everything needed to call one model on one OpenAI-compatible endpoint."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(default="", description="the recipe key; set by the recipe loader, used in messages")
     model: str = Field(min_length=1, description="pin snapshots (gpt-4o-2024-08-06), not aliases")
@@ -122,7 +133,7 @@ class ModelProfile(BaseModel):
         default="json_schema",
         description="json_object for servers without json_schema support (validated locally instead)",
     )
-    max_concurrency: int = Field(default=16, gt=0, le=4096)
+    max_concurrency: int = Field(default=16, gt=0, le=MAX_CONCURRENCY)
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
     timeout: float = Field(default=120.0, gt=0, description="seconds per attempt")

@@ -1,4 +1,8 @@
-"""``synthgen init``: a new faculty's starting point (seeds, personas, recipe), ready to validate."""
+"""``synthgen init``: a new faculty's starting point (seeds, personas, recipe) to edit, then validate.
+
+The starter answers end with a placeholder sentence (:data:`synthgen.seeds.PLACEHOLDERS`) that the seeds
+loader refuses, so ``validate`` and ``run`` stop until the faculty has written its real answers.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from synthgen.errors import ConfigError
+from synthgen.seeds import PLACEHOLDERS
 
 __all__ = ["scaffold"]
 
@@ -22,14 +27,14 @@ _CONTENT = {
                 "topic": "matricula",
                 "question": "¿Cuándo es el plazo de matrícula?",
                 "answer": "La matrícula ordinaria se realiza en julio a través de la sede electrónica. "
-                "Sustituye este texto por la respuesta real de tu facultad.",
+                + PLACEHOLDERS["es"],
             },
             {
                 "id": "certificado-solicitud",
                 "topic": "certificados",
                 "question": "¿Cómo pido un certificado académico?",
                 "answer": "El certificado se solicita en la sede electrónica y se emite en un plazo de diez días "
-                "hábiles. Sustituye este texto por la respuesta real de tu facultad.",
+                "hábiles. " + PLACEHOLDERS["es"],
             },
         ],
         "personas": [
@@ -60,15 +65,15 @@ _CONTENT = {
                 "id": "enrolment-deadline",
                 "topic": "enrolment",
                 "question": "When is the enrolment period?",
-                "answer": "Ordinary enrolment takes place in July through the online portal. Replace this text with "
-                "your faculty's real answer.",
+                "answer": "Ordinary enrolment takes place in July through the online portal. "
+                + PLACEHOLDERS["en"],
             },
             {
                 "id": "certificate-request",
                 "topic": "certificates",
                 "question": "How do I request an academic certificate?",
-                "answer": "Certificates are requested online and issued within ten working days. Replace this "
-                "text with your faculty's real answer.",
+                "answer": "Certificates are requested online and issued within ten working days. "
+                + PLACEHOLDERS["en"],
             },
         ],
         "personas": [

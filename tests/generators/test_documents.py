@@ -8,6 +8,8 @@ must not sneak back in as "new" ones.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,20 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def _pdf(lines: list[str]) -> bytes:
-    """A minimal valid one-page PDF showing ``lines`` in Helvetica (WinAnsi), with a correct xref."""
+# An AES-256 (V5 R6) standard security handler, as Acrobat writes for "restrict editing": checking even
+# the empty user password needs AES, so pypdf without the `cryptography` package cannot open it, and
+# with it the made-up keys below do not match any password. Either way the PDF cannot be read.
+AES_256 = (
+    b"<< /Filter /Standard /V 5 /R 6 /Length 256 /P -1028 /EncryptMetadata true"
+    b" /CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV3 /Length 32 >> >> /StmF /StdCF /StrF /StdCF"
+    b" /O <" + b"ab" * 48 + b"> /U <" + b"cd" * 48 + b"> /OE <" + b"ef" * 32 + b"> /UE <" + b"12" * 32 + b">"
+    b" /Perms <" + b"34" * 16 + b"> >>"
+)
+
+
+def _pdf(lines: list[str], *, encrypt: bytes | None = None, xref_shift: int = 0) -> bytes:
+    """A minimal one-page PDF showing ``lines`` in Helvetica (WinAnsi), with a correct xref; ``encrypt``
+    adds that /Encrypt dictionary, ``xref_shift`` points startxref that many bytes off (pypdf repairs it)."""
 
     def literal(text: str) -> bytes:
         out = b""
@@ -80,6 +94,7 @@ def _pdf(lines: list[str]) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] " + resources + b" /Contents 5 0 R >>",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        *([encrypt] if encrypt else []),
     ]
     out, offsets = b"%PDF-1.4\n", []
     for number, body in enumerate(objects, 1):
@@ -88,7 +103,9 @@ def _pdf(lines: list[str]) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    extra = b" /Encrypt %d 0 R /ID [<%s> <%s>]" % (len(objects), b"00" * 16, b"00" * 16) if encrypt else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, extra)
+    out += b"startxref\n%d\n%%%%EOF\n" % (xref + xref_shift)
     return out
 
 
@@ -210,6 +227,43 @@ def test_unreadable_documents_are_config_errors(tmp_path: Path) -> None:
         load_document(_write(tmp_path, "normativa.docx", "x"))
     with pytest.raises(ConfigError, match="document not found"):
         load_document(tmp_path / "falta.md")
+
+
+def test_encrypted_pdf_says_it_is_encrypted_and_how_to_fix_it(tmp_path: Path) -> None:
+    """Before: "is not a readable PDF: cryptography>=3.1 is required for AES algorithm", as if a package
+    were missing from synthgen, when the document itself is locked."""
+    path = tmp_path / "protegido.pdf"
+    path.write_bytes(_pdf(["Artículo 1. Objeto", "Texto."], encrypt=AES_256))
+    with pytest.raises(ConfigError) as info:
+        load_document(path)
+    assert info.value.path == str(path)
+    assert info.value.message.startswith("PDF is encrypted"), info.value.message
+    assert "unencrypted copy" in str(info.value.hint) and "qpdf --decrypt" in str(info.value.hint)
+    assert "is required for AES" not in str(info.value)
+
+
+def test_pypdf_warnings_are_kept_out_of_the_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A PDF pypdf repairs (a wrong startxref) loads; pypdf's notes about it reach no log handler and no
+    warnings filter, so a user's terminal shows synthgen's output alone."""
+    caplog.set_level(logging.DEBUG)
+    path = tmp_path / "reparado.pdf"
+    path.write_bytes(_pdf(["Artículo 1. Objeto", "Texto."], xref_shift=7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning pypdf issued would raise here
+        document = load_document(path)
+    assert "Artículo 1. Objeto" in document.text
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("pypdf")] == []
+    assert capfd.readouterr().err == ""
+
+
+def test_broken_pdf_error_quotes_what_pypdf_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "cortado.pdf"
+    path.write_bytes(_pdf(["Artículo 1. Objeto"])[:200])
+    with pytest.raises(ConfigError, match="is not a readable PDF") as info:
+        load_document(path)
+    assert "re-export it" in str(info.value.hint)
 
 
 def test_unwrap_joins_soft_line_breaks_but_keeps_list_items() -> None:
