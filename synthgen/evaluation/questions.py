@@ -97,7 +97,7 @@ def read_run_dir(path: Path, *, recipe: Recipe, eval_path: Path | None = None) -
             f"RUN_DIR not found: {path}",
             path=eval_path,
             field="run_dir",
-            hint=f"generate it first: `{command}` (add --offline for the demo)",
+            hint=f"generate it first: `{command}`, adding --offline for the demo",
         )
     rd = RunDir(path)
     splits = rd.read_splits()

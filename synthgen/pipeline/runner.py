@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from synthgen._version import __version__
-from synthgen.errors import BudgetExceeded, RecipeError, ResumeError, RunFailed
+from synthgen.errors import BudgetExceeded, ConfigError, RecipeError, ResumeError, RunFailed
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
+from synthgen.llm.profile import MAX_CONCURRENCY
 from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter, price_for
 from synthgen.paths import cache_path
 from synthgen.pipeline.budget import Budget, ItemCost
@@ -375,6 +376,12 @@ def run(
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency {concurrency} is outside 1..{MAX_CONCURRENCY}",
+            field="concurrency",
+            hint="requests in flight per endpoint; providers answer no faster past a few hundred",
+        )
     out = Path(out) if out is not None else default_out(recipe)
     notify = notify or log.warning
     if not offline:

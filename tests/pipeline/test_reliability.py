@@ -278,3 +278,12 @@ def test_a_seed_set_too_small_for_a_test_split_is_said(tmp_path: Path) -> None:
     said: list[str] = []
     run(folder / "recipe.yaml", out=tmp_path / "run", offline=True, notify=said.append)
     assert any("no seed went to the test split" in line for line in said)
+
+
+@pytest.mark.parametrize("concurrency", [0, 1025, 1_000_000])
+def test_the_api_bounds_concurrency_as_the_cli_does(tmp_path: Path, concurrency: int) -> None:
+    from synthgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"outside 1\.\.1024"):
+        run(DEMO, out=tmp_path / "run", offline=True, limit=1, concurrency=concurrency)
+    assert not (tmp_path / "run").exists()
