@@ -23,20 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from synthgen._version import __version__
-from synthgen.errors import BudgetExceeded, ConfigError, RecipeError, ResumeError, RunFailed
+from synthgen.errors import ConfigError, ResumeError, RunFailed
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
 from synthgen.llm.profile import MAX_CONCURRENCY
-from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter, price_for
+from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter
 from synthgen.paths import cache_path
 from synthgen.pipeline.budget import Budget, ItemCost
 from synthgen.pipeline.checks import RowChecks
-from synthgen.pipeline.estimate import estimate, item_cost
+from synthgen.pipeline.estimate import item_cost
 from synthgen.pipeline.finalize import recover, write_reports, write_run_dir
 from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.ledger import Ledger
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
+from synthgen.pipeline.preflight import preflight
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
 from synthgen.recipe import Recipe, load_recipe
@@ -291,66 +292,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _endpoints(recipe: Recipe) -> list[str]:
-    """Where a recipe sends its prompts when it names endpoints itself (a shared recipe could point
-    them anywhere): said before the first paid call. Profiles on the SDK's default say nothing."""
-    by_url: dict[str, list[str]] = {}
-    for name, profile in recipe.models.items():
-        if profile.base_url is not None:
-            by_url.setdefault(profile.resolved_base_url, []).append(f"models.{name}")
-    return [
-        f"requests of {', '.join(names)} go to {url} (the recipe's base_url)" for url, names in by_url.items()
-    ]
-
-
-def _profiles_used(recipe: Recipe) -> list[str]:
-    """Profile names in the order the steps first call them (the student before the assistant)."""
-    used = [name for step in recipe.steps for name in recipe.generator(step).profiles_used()]
-    if recipe.quality.verify_claims:
-        used.append(recipe.quality.verify_claims)
-    return list(dict.fromkeys(used))
-
-
-def _check_keys(recipe: Recipe) -> None:
-    """Every profile a step calls has its key in the environment: said before any prompt or request."""
-    for name in _profiles_used(recipe):
-        recipe.models[name].api_key()
-
-
-def _check_prices(recipe: Recipe) -> None:
-    """A budget needs a price for every model a step calls: an unpriced one would spend unseen."""
-    if recipe.budget.max_usd is None:
-        return
-    for name in _profiles_used(recipe):
-        profile = recipe.models[name]
-        if price_for(profile.model, profile.prices) is None:
-            raise RecipeError(
-                f"no known price for model {profile.model!r}, so budget.max_usd cannot be enforced",
-                path=recipe.path,
-                field=f"models.{name}.prices",
-                hint="set prices: {input: USD, output: USD} per million tokens (prices: {input: 0, "
-                "output: 0} for a local server), or remove budget.max_usd",
-            )
-
-
-def _budget_gate(recipe: Recipe, confirm: Callable[[str], bool]) -> None:
-    """Before spending: when the estimate passes ``budget.max_usd``, ask ``confirm`` whether to go on."""
-    budget = recipe.budget.max_usd
-    if budget is None:
-        return
-    planned = estimate(recipe)
-    if planned.usd > budget and not confirm(
-        f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; "
-        "generation stops at the budget. Continue?"
-    ):
-        raise BudgetExceeded(
-            f"estimated ${planned.usd:.2f} exceeds budget.max_usd ${budget:.2f}; not started",
-            path=recipe.path,
-            field="budget.max_usd",
-            hint="raise budget.max_usd, lower per_seed or candidates, or run with --yes to stop at the budget",
-        )
-
-
 def run(
     recipe: Recipe | str | Path,
     *,
@@ -385,12 +326,7 @@ def run(
     out = Path(out) if out is not None else default_out(recipe)
     notify = notify or log.warning
     if not offline:
-        _check_keys(recipe)
-        _check_prices(recipe)
-        for line in _endpoints(recipe):
-            notify(line)
-    if confirm is not None and not offline:
-        _budget_gate(recipe, confirm)
+        preflight(recipe, confirm=confirm, notify=notify)
     runner = _Runner(
         recipe,
         out,
