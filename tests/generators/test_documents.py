@@ -446,3 +446,32 @@ def test_a_run_from_another_directory_writes_no_absolute_path(
         if path.is_file() and (str(tmp_path).encode() in path.read_bytes() or b"/home/" in path.read_bytes())
     ]
     assert leaked == []
+
+
+def test_an_edited_document_changes_the_fingerprint_and_refuses_a_stale_resume(tmp_path: Path) -> None:
+    """Document content is part of the recipe fingerprint: an edited regulation never resumes into
+    seeds made from the old text."""
+    from synthgen import load_recipe, run
+    from synthgen.errors import ResumeError
+
+    faculty = tmp_path / "faculty"
+    doc = _write(faculty, "docs/practicas.md", REGULATION)
+    _write(
+        faculty,
+        "seeds.yaml",
+        "seeds:\n  - {id: s1, topic: prácticas, question: '¿Cuántos ECTS tienen las prácticas?', "
+        "answer: 'Las prácticas curriculares tienen 12 ECTS.'}\n",
+    )
+    recipe = _write(
+        faculty,
+        "recipe.yaml",
+        "name: docs\nseeds: seeds.yaml\nsystem_prompt: Eres el asistente de la Facultad.\n"
+        "models: {writer: {model: gpt-4o-2024-08-06}}\n"
+        "steps: [{name: new-seeds, generator: documents, config: {documents: [docs/*.md], profile: writer}}]\n",
+    )
+    before = load_recipe(recipe).fingerprint()
+    run(recipe, out=tmp_path / "run", offline=True)
+    doc.write_text(REGULATION.replace("12 ECTS", "18 ECTS"), encoding="utf-8")
+    assert load_recipe(recipe).fingerprint() != before
+    with pytest.raises(ResumeError, match="different recipe"):
+        run(recipe, out=tmp_path / "run", offline=True)

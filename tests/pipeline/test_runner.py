@@ -271,8 +271,8 @@ def test_a_run_resolves_each_generator_once_and_fingerprints_once(
     """The recipe resolves each step's generator once (entry point + Config validation), and a run
     computes the fingerprint (which renders every template) once; the first release built 32
     generator instances and 3 fingerprints for a 2-step offline run."""
-    from synthgen.recipe import model as recipe_module
     from synthgen.recipe import Recipe
+    from synthgen.recipe import model as recipe_module
 
     lookups: Counter[str] = Counter()
     real_lookup, real_fingerprint = recipe_module.get_generator, Recipe.fingerprint
