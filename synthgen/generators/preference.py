@@ -13,7 +13,6 @@ rejected as ``all_bad``.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthgen.determinism import item_seed
 from synthgen.errors import ConfigError
 from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+from synthgen.generators.fanout import gather
 from synthgen.grounding import facts_block, language_name, published_system_prompt
 from synthgen.judge.rubric import RUBRIC_ROLE, Grade, grade
 from synthgen.llm.client import Completion
@@ -148,25 +148,23 @@ class PreferenceGenerator(Generator):
             completion = await ctx.client.complete(messages, profile=profile, sample=k, version=ctx.version)
             return completion, _variant(spec, profile)
 
-        answers = await asyncio.gather(*(candidate(k, spec) for k, spec in enumerate(specs)))
+        answers = await gather(candidate(k, spec) for k, spec in enumerate(specs))
         # The first seed answers the question; its related seeds' facts may be used without penalty.
         reference, extra = seeds[0].answer, "\n\n".join(s.answer.strip() for s in seeds[1:])
         judge = ctx.profiles[cfg.judge]
-        grades: list[Grade] = await asyncio.gather(
-            *(
-                grade(
-                    ctx.client,
-                    judge,
-                    conversation=prompt,
-                    answer=completion.content,
-                    reference=reference,
-                    facts=extra,
-                    language=language,
-                    prompts=ctx.prompts,
-                    version=ctx.version,
-                )
-                for completion, _ in answers
+        grades: list[Grade] = await gather(
+            grade(
+                ctx.client,
+                judge,
+                conversation=prompt,
+                answer=completion.content,
+                reference=reference,
+                facts=extra,
+                language=language,
+                prompts=ctx.prompts,
+                version=ctx.version,
             )
+            for completion, _ in answers
         )
         chosen, rejected = self._pick([g.score for g in grades], rng)
         row = {

@@ -188,7 +188,7 @@ class ChatClient:
         key = self.request_key(messages, profile, schema, sample, version)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             parsed = schema.model_validate_json(hit["content"]) if schema else None
-            usage = TokenUsage(**hit["usage"])
+            usage = TokenUsage.from_dict(hit["usage"])
             self.meter.record_cached(hit["model"], usage)
             return Completion(
                 content=hit["content"],
@@ -340,6 +340,9 @@ class ChatClient:
                     async with limiter.slot(estimate):
                         try:
                             raw = await call(messages=messages, **params)  # type: ignore[arg-type]
+                        except (openai.APITimeoutError, asyncio.CancelledError):
+                            self._unanswered(profile)
+                            raise
                         except openai.RateLimitError as exc:
                             limiter.pause(retry_after(exc) or 1.0)
                             raise
@@ -370,6 +373,12 @@ class ChatClient:
         except openai.APIConnectionError as exc:
             raise gave_up(exc, profile, attempts) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unanswered(self, profile: ModelProfile) -> None:
+        """A request sent whose answer we stopped waiting for: the server may bill it, so it counts
+        as a request of unknown tokens (``unanswered``), never as nothing."""
+        prices = Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
+        self.meter.record(profile.model, TokenUsage(requests=1, unanswered=1), prices)
 
     def _validate(
         self,

@@ -61,7 +61,12 @@ def price_for(model: str, override: Prices | None = None) -> Prices | None:
 
 @dataclass
 class TokenUsage:
-    """Counts as the API reports them; ``cached_tokens`` is part of ``prompt_tokens``."""
+    """Counts as the API reports them; ``cached_tokens`` is part of ``prompt_tokens``.
+
+    ``unanswered`` counts requests sent whose answer never came back (the client gave up waiting, or
+    the item was cancelled): they are in ``requests`` with no tokens, since a server may still bill
+    them and nothing says how much.
+    """
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -69,9 +74,11 @@ class TokenUsage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
+    unanswered: int = 0
 
     def add(self, other: TokenUsage) -> None:
         self.requests += other.requests
+        self.unanswered += other.unanswered
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
@@ -81,6 +88,12 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenUsage:
+        """From a journaled or cached :func:`~dataclasses.asdict`: fields it lacks (written before
+        they existed) are 0, fields it has that this version does not know are ignored."""
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
 
     @classmethod
     def from_api(cls, usage: Any) -> TokenUsage:
@@ -96,6 +109,9 @@ class TokenUsage:
             cached_tokens=(getattr(prompt_details, "cached_tokens", 0) or 0),
             reasoning_tokens=(getattr(completion_details, "reasoning_tokens", 0) or 0),
         )
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(TokenUsage))
 
 
 def cost_usd(usage: TokenUsage, prices: Prices | None) -> float:
@@ -145,7 +161,7 @@ class UsageMeter:
         with self._lock:
             for source, target in (("by_model", self.by_model), ("cached_by_model", self.cached_by_model)):
                 for model, usage in snapshot.get(source, {}).items():
-                    target.setdefault(model, TokenUsage()).add(TokenUsage(**usage))
+                    target.setdefault(model, TokenUsage()).add(TokenUsage.from_dict(usage))
             self.cache_hits += snapshot.get("cache_hits", 0)
             self.unpriced_models.update(snapshot.get("unpriced_models", ()))
 

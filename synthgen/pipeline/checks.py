@@ -8,11 +8,11 @@ by an LLM judge. The step is handed one :class:`RowChecks`; it reaches for nothi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from synthgen.generators.base import GeneratorContext
+from synthgen.generators.fanout import gather
 from synthgen.judge.claims import verify_claims
 from synthgen.llm.client import ChatClient
 from synthgen.llm.profile import ModelProfile
@@ -57,19 +57,17 @@ class RowChecks:
         quality = self.quality
         assert quality.verify_claims is not None
         reference = "\n\n".join(self.seeds[s].answer for s in row["seed_ids"] if s in self.seeds)
-        checks = await asyncio.gather(
-            *(
-                verify_claims(
-                    self.client,
-                    self.profiles[quality.verify_claims],
-                    answer=answer,
-                    reference=reference,
-                    prompts=ctx.prompts,
-                    language=self.language,
-                    version=ctx.version,
-                )
-                for answer in answers
+        checks = await gather(
+            verify_claims(
+                self.client,
+                self.profiles[quality.verify_claims],
+                answer=answer,
+                reference=reference,
+                prompts=ctx.prompts,
+                language=self.language,
+                version=ctx.version,
             )
+            for answer in answers
         )
         unsupported = [c for check in checks for c in check.unsupported]
         if len(unsupported) > quality.max_unsupported_claims:

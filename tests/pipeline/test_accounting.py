@@ -1,0 +1,108 @@
+"""synthgen's token totals equal what the server counted, failed items and abandoned requests included.
+
+Why: a preference item whose judge failed left its sibling calls running (paid, never journaled), and
+an attempt the client stopped waiting for was counted as nothing although a server may bill it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from synthgen import run
+from synthgen.llm.usage import TokenUsage, UsageMeter
+from tests.pipeline.test_reliability import DEMO, KEY, plausible
+from tests.servers.openai_server import OpenAIServer, ServerConfig
+
+
+def judged(request: dict[str, Any]) -> bool:
+    return "RubricScores" in json.dumps(request.get("response_format") or {})
+
+
+def doomed(request: dict[str, Any]) -> bool:
+    """A third of the graded answers (by a hash of the judge prompt, so re-asks are doomed too)."""
+    first = str(request["messages"][0]["content"]).encode()
+    return hashlib.sha256(first).digest()[0] % 3 == 0
+
+
+async def responder(request: dict[str, Any]) -> str | dict[str, Any]:
+    """Doomed judge calls violate the schema at once; the others answer 0.5 s later, so a doomed
+    sibling fails while they are still waiting: they must be cancelled, not left to run."""
+    if judged(request):
+        if doomed(request):
+            return {"fault": "schema_violation"}
+        await asyncio.sleep(0.5)
+    return plausible(request)
+
+
+def recipe_file(tmp_path: Path, base_url: str) -> Path:
+    recipe: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    for key in ("seeds", "personas"):
+        recipe[key] = str((DEMO.parent / recipe[key]).resolve())
+    for entry in recipe["models"].values():
+        entry.update({"base_url": base_url, "api_key_env": KEY, "max_reasks": 1, "timeout": 1.0})
+    del recipe["budget"]
+    recipe["max_failure_rate"] = 1.0
+    recipe["steps"][0]["config"]["turns"] = [1, 1]
+    recipe["steps"][1]["config"]["candidates"] = 4
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_run_totals_equal_the_servers_counters_with_failed_items_and_timeouts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY, "sk-loopback")
+    # two attempts hang until the client gives up (timeout 1 s), one gets a 500 (unbilled: no tokens)
+    config = ServerConfig(responder=responder, fault_sequence=["hang", "500", "ok", "hang"], hang_max=30)
+    out = tmp_path / "run"
+    with OpenAIServer(config) as server:
+        result = run(recipe_file(tmp_path, server.url), out=out, limit=8)
+        stats = server.stats()
+
+    prefs = result.steps["prefs"]
+    assert prefs.failures.get("schema", 0) >= 2 and prefs.ok >= 1  # failed items with live siblings
+    assert stats["faults"]["schema_violation"] >= 4 and stats["faults"]["hang"] == 2
+    assert stats["client_disconnects"] > 2  # the two timeouts, and the cancelled siblings
+
+    total = result.usage["total"]
+    assert total["prompt_tokens"] == stats["usage_all"]["prompt_tokens"]
+    assert total["completion_tokens"] == stats["usage_all"]["completion_tokens"]
+    # every request the server answered with a completion, plus every one it never answered
+    assert total["unanswered"] == stats["client_disconnects"]
+    assert total["requests"] == stats["status"]["200"] + stats["client_disconnects"]
+    assert stats["requests"] == total["requests"] + stats["status"]["500"]
+
+    # the journals (per item, failed ones included) hold the same usage as the ledger
+    journaled = UsageMeter()
+    for step in ("dialogues", "prefs"):
+        for line in (out / ".synthgen" / "journal" / f"{step}.jsonl").open(encoding="utf-8"):
+            journaled.merge(json.loads(line).get("usage", {}))
+    assert {k: v for k, v in journaled.snapshot()["total"].items() if k != "cost_usd"} == {
+        k: v for k, v in total.items() if k != "cost_usd"
+    }
+    failed = [
+        json.loads(line)
+        for line in (out / ".synthgen" / "journal" / "prefs.jsonl").open(encoding="utf-8")
+        if json.loads(line)["status"] == "failed"
+    ]
+    assert any(
+        u["unanswered"] for entry in failed for u in entry["usage"]["by_model"].values()
+    )  # a failed item's cancelled siblings are in its own journal entry
+
+
+def test_usage_written_before_unanswered_existed_still_loads() -> None:
+    meter = UsageMeter()
+    old = {"requests": 2, "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 0}
+    meter.merge({"by_model": {"gpt-4o": {**old, "reasoning_tokens": 0, "cost_usd": 0.1}}})
+    meter.merge({"by_model": {"gpt-4o": {"requests": 1, "unanswered": 1, "later_field": 7}}})
+    assert meter.total() == TokenUsage(
+        requests=3, prompt_tokens=10, completion_tokens=5, cost_usd=0.1, unanswered=1
+    )
