@@ -8,7 +8,8 @@ Text is compared in two forms: :func:`tokenize` (casefolded, NFC, accents kept: 
 token) and a folded form with accents stripped, so that phrase patterns and word overlaps survive a
 student typing "matricula" or "segun". Reasons: ``length``, ``json_fragment``, ``language``, ``role_flip``,
 ``ai_disclaimer``, ``hidden_context``, ``answer_leak``, ``missing_referral``, ``low_judge_score``,
-``near_duplicate``, ``duplicate``, ``bad_structure``.
+``near_duplicate``, ``duplicate``, ``bad_structure``, ``not_words`` (a short turn with no word of the
+recipe's language), ``off_topic`` (a dialogue that does not address its seed).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthgen.quality.text import (
     LANGUAGES,
+    MIN_DETECT_CHARS,
     content_words,
     detect_language,
     fold,
     folded_tokens,
+    known_words,
     language_model,
     ngrams,
 )
@@ -110,7 +113,8 @@ class QualityConfig(BaseModel):
 
     min_turn_chars: int = Field(2, ge=0)
     max_turn_chars: int = Field(4000, ge=1)
-    check_language: bool = True
+    check_language: bool = True  # also: short turns must be words of the language (``not_words``)
+    check_topic: bool = True  # the dialogue addresses its seed (``off_topic``)
     language_confidence: float = Field(0.8, ge=0.0, le=1.0)
     near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
     min_judge_score: float | None = None
@@ -216,6 +220,56 @@ def _language(turns: Iterable[Turn], language: str, config: QualityConfig) -> Re
     return None
 
 
+def _stems(text: str) -> set[str]:
+    return {w[:_STEM] for w in content_words(folded_tokens(text))}
+
+
+def _not_words(turns: Iterable[Turn], seeds: Sequence[Seed], language: str) -> Rejection | None:
+    """A turn too short for language id must still be words: a third of its tokens known words of the
+    language or words of its seeds ("Vale, gracias." passes; "Satisficado." does not)."""
+    known = known_words(language)
+    if known is None:
+        return None  # no word list for this language: nothing to check against
+    seed_words = {w[:_STEM] for s in seeds for w in folded_tokens(f"{s.topic} {s.question} {s.answer}")}
+    for label, role, content in turns:
+        tokens = folded_tokens(content)
+        if len(content.strip()) >= MIN_DETECT_CHARS and len(tokens) > 3:
+            continue  # the language check reads it
+        words = [t for t in tokens if not t.isdigit()]
+        hits = sum(t in known or t[:_STEM] in seed_words for t in words)
+        if words and hits * 3 < len(words):
+            detail = f"{label} ({role}) has {hits} of {len(words)} words known in {language!r}: {_snippet(content)}"
+            return Rejection("not_words", detail)
+    return None
+
+
+def _off_topic(
+    turns: Sequence[Turn], seeds: Sequence[Seed], patterns: Sequence[str], answers: bool
+) -> Rejection | None:
+    """The student's opening must share a content word with its seed's topic or question, and (with
+    ``answers``: referrals required) each answer to a question must overlap the seed facts or refer
+    the student on: "Satisfiesto." answers nothing."""
+    if not seeds:
+        return None  # a row whose seeds are unknown cannot be checked against them
+    label, _, opening = turns[0]
+    about = {w for s in seeds for w in _stems(f"{s.topic} {s.question}")}
+    asked = _stems(opening)
+    if asked and not asked & about:
+        return Rejection("off_topic", f"{label} shares no word with its seed's question: {_snippet(opening)}")
+    if not answers:
+        return None
+    facts = about | {w for s in seeds for w in _stems(s.answer)}
+    for (_, _, question), (label, _, reply) in zip(turns[::2], turns[1::2], strict=False):
+        if "?" not in question and len(_stems(question)) < 3:
+            continue  # thanks and goodbyes are answered in kind ("good luck with your exams!")
+        said = _stems(reply)
+        if said and not said & facts and not _find(reply, patterns):
+            return Rejection(
+                "off_topic", f"{label} neither uses the seed facts nor refers on: {_snippet(reply)}"
+            )
+    return None
+
+
 def _pattern(
     turns: Iterable[Turn], roles: set[str], patterns: Sequence[str], reason: str
 ) -> Rejection | None:
@@ -308,12 +362,18 @@ def check_dialogue(
         _length(turns, config)
         or _json_fragment(turns)
         or _language(turns, language, config)
+        or (_not_words(turns, related, language) if config.check_language else None)
         or _pattern(turns, {"user"}, config.user_role_flip_patterns, "role_flip")
         or _pattern(turns, {"assistant"}, config.assistant_role_flip_patterns, "role_flip")
         or _pattern(turns, {"assistant"}, config.disclaimer_patterns, "ai_disclaimer")
         or _pattern(turns, {"assistant"}, config.hidden_context_patterns, "hidden_context")
         or _leak(turns, related, config.leak_ngram)
         or (_referral(turns, related, config.referral_patterns) if config.require_referral else None)
+        or (
+            _off_topic(turns, related, config.referral_patterns, config.require_referral)
+            if config.check_topic
+            else None
+        )
     )
 
 
@@ -347,6 +407,7 @@ def check_preference(
         _length([*prompt, chosen, rejected], config)
         or _json_fragment([*prompt, chosen, rejected])
         or _language([chosen], language, config)
+        or (_not_words([chosen], _seeds_of(row, seeds), language) if config.check_language else None)
         or _pattern([chosen], {"assistant"}, config.disclaimer_patterns, "ai_disclaimer")
         or _pattern([chosen], {"assistant"}, config.hidden_context_patterns, "hidden_context")
         or (Rejection("low_judge_score", f"score_chosen {score} is below {minimum}") if low else None)

@@ -24,12 +24,12 @@ __all__ = ["LANGUAGES", "detect_language", "tokenize"]
 LANGUAGES = ("es", "en", "ca", "gl", "eu", "pt", "fr", "it", "de")
 
 
-_MIN_DETECT_CHARS = 20  # below this, identifiers guess; such turns ("Vale, gracias.") are never rejected
+MIN_DETECT_CHARS = 20  # below this, identifiers guess; such turns ("Vale, gracias.") are never rejected
 
 
-# Function words and courtesy fillers (es, en, accents folded): what a question is *about* is the rest.
-STOPWORDS = frozenset(
-    """
+# Function words and courtesy fillers (accents folded): what a question is *about* is the rest.
+_STOP = {
+    "es": """
     a al algo alguien algun alguna algunas alguno algunos ante antes aqui asi aun bien buenas bueno
     buenos cada casi como con contra cual cuales cualquier cuando cuanto cuanta cuantos cuantas de
     del desde donde dos el ella ellas ellos en entonces entre era eres es esa esas ese eso esos esta
@@ -40,13 +40,48 @@ STOPWORDS = frozenset(
     tienen toda todas todo todos tu tus un una unas uno unos usted vosotros y ya yo consulta
     duda gracias perfecto genial vale ok okay entendido saber necesito queria ayuda informacion
     util servido claro acuerdo favor porfa
-
+    """,
+    "en": """
     about an and any are as at be been but by can could did do does for from had has have hello
     hi how i if in is it its just me my no not of on or please so thank thanks that the their them
     then there these they this to was we what when where which who why will with would you your
     question great know need want help information
-    """.split()  # noqa: SIM905 (a word list reads better as text)
-)
+    """,
+}
+STOPWORDS = frozenset(word for words in _STOP.values() for word in words.split())
+
+
+# Everyday words beyond the function words: a short turn of the recipe's language has one of them (or
+# a word of its seed), while a weak model's junk ("satisficado", "suppitato") has none.
+_COMMON = {
+    "es": """
+    ah oh eh uf vaya anda mil muchisimas muchisimo estupendo excelente fenomenal buena claro exacto
+    correcto cierto listo okey vale dale guay adios luego chao nos vemos hoy manana ayer ahora
+    despues luego tampoco aqui alli ahi alla dia dias semana mes ano plazo fecha hora cual cuales
+    entrego entregar presento presentar pago pagar hago voy va vas van sirve vale valdria seria
+    creo veo entiendo comprendo sabes sabe mejor peor igual vez veces otro otra solo tambien
+    asi pues bien mal nunca siempre ya todavia aun seguro segura verdad primero primera siguiente
+    gracias perdon disculpa disculpe hola buenos buenas tardes noches senor senora profe profesor
+    """,
+    "en": """
+    yes yeah yep ok okay sure fine cool great perfect nice good awesome right got understood
+    thank thanks bye goodbye see later today tomorrow now then also too only still again more
+    less much many one two first next last deadline date time day week where when who which why
+    how what can could should would do does did submit hand pay apply go get make take sorry
+    """,
+}
+
+
+def known_words(language: str) -> frozenset[str] | None:
+    """Common words of ``language`` (accents folded), or None for a language without a list."""
+    if language not in _STOP:
+        return None
+    return _known(language)
+
+
+@functools.lru_cache(maxsize=4)
+def _known(language: str) -> frozenset[str]:
+    return frozenset(_STOP[language].split()) | frozenset(_COMMON[language].split())
 
 
 _TOKEN = re.compile(r"[^\W_]+")
@@ -100,7 +135,7 @@ def _identifier(languages: tuple[str, ...]) -> LanguageIdentifier:
 
 def detect_language(text: str, languages: Iterable[str] = LANGUAGES) -> tuple[str, float]:
     """(ISO 639-1 code, probability); ``("und", 0.0)`` for texts too short to tell."""
-    if len(text.strip()) < _MIN_DETECT_CHARS:
+    if len(text.strip()) < MIN_DETECT_CHARS:
         return "und", 0.0
     language, probability = _identifier(tuple(sorted(set(languages)))).classify(text)
     return str(language), float(probability)

@@ -385,3 +385,51 @@ def test_near_duplicates_are_deterministic_and_keys_unique() -> None:
 def test_dedup_text_uses_user_turns_and_prompt_plus_chosen() -> None:
     assert OUTPUT_KINDS["sft"].dedup_text(dialogue(*CLEAN)) == "\n".join(CLEAN[::2])
     assert OUTPUT_KINDS["prefs"].dedup_text(pair()) == f"{QUESTION}\n{ANSWER}"
+
+
+# What a 135M teacher produced: turns too short for language id, about nothing, passing every filter.
+JUNK = ("satisfied", "satisficado", "Satisfiesto.", "suppitato")
+
+
+@pytest.mark.parametrize("junk", JUNK)
+def test_a_short_turn_that_is_no_word_of_the_language_is_not_words(junk: str) -> None:
+    found = check(CLEAN[0], ANSWER, "¿Y dónde puedo ver mi cita de matrícula?", junk)
+    assert found is not None and found.reason == "not_words" and "messages[4]" in found.detail
+    assert reason(CLEAN[0], ANSWER, junk, "De nada.") == "not_words"  # a student's junk turn too
+
+
+def test_a_dialogue_of_junk_turns_is_rejected() -> None:
+    assert reason(*JUNK) == "not_words"
+    assert reason("Suppitato satisfied", "Satisfiesto.") == "not_words"
+    assert reason("satisficado satisfied suppitato", "Satisfiesto suppitato.") == "language"  # long enough
+
+
+@pytest.mark.parametrize(
+    "short", ["Vale, gracias.", "¿Y dónde lo entrego?", "¿Matrícula?", "De acuerdo.", "Ok", "¿Y el plazo?"]
+)
+def test_good_short_spanish_turns_pass(short: str) -> None:
+    assert check(CLEAN[0], ANSWER, short, "Tu cita de matrícula aparece en la sede electrónica.") is None
+
+
+def test_good_short_english_turns_pass() -> None:
+    library = SEEDS["library-hours"]
+    for short in ("Thanks!", "And on Sundays?", "Got it, thanks."):
+        opening = "Hi, quick question: when is the faculty library open?"
+        reply = "The library is closed on Sundays; please ask at the office."
+        assert check(opening, library.answer, short, reply, language="en", seed="library-hours") is None
+    assert reason("When is it open?", "Suppitato.", language="en", seed="library-hours") == "not_words"
+
+
+def test_an_opening_that_shares_no_word_with_the_seed_is_off_topic() -> None:
+    found = check("¿Cuánto cuesta aparcar la moto en el campus universitario?", "No tengo esa información.")
+    assert found is not None and found.reason == "off_topic" and "messages[1]" in found.detail
+    assert (
+        reason("¿Qué tal la cafetería?", "No tengo esa información.", config=QualityConfig(check_topic=False))
+        is None
+    )
+
+
+def test_an_answer_that_neither_uses_the_facts_nor_refers_on_is_off_topic() -> None:
+    found = check(CLEAN[0], "Satisfecho estoy con todo, siempre contento y feliz.")
+    assert found is not None and found.reason == "off_topic" and "messages[2]" in found.detail
+    assert check(CLEAN[0], "No dispongo de ese dato; consulta con la Secretaría.") is None
