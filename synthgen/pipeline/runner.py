@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -79,6 +81,7 @@ class _Runner:
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
+            progress_seconds=None if progress else _progress_seconds(),
         )
         self.ledger = Ledger(self.rundir.ledger)
         self.client = ChatClient(
@@ -286,6 +289,43 @@ def _versions(recipe: Recipe) -> dict[str, str]:
     return versions
 
 
+def _progress_seconds() -> float | None:
+    """Seconds between progress lines without a bar: ``SYNTHGEN_PROGRESS_SECONDS`` (0: none), else 30."""
+    raw = os.environ.get("SYNTHGEN_PROGRESS_SECONDS", "").strip()
+    try:
+        seconds = float(raw) if raw else 30.0
+    except ValueError:
+        raise ConfigError(
+            f"SYNTHGEN_PROGRESS_SECONDS={raw!r} is not a number", hint="seconds between progress lines, or 0"
+        ) from None
+    return seconds if seconds > 0 and math.isfinite(seconds) else None
+
+
+class _Stderr(logging.StreamHandler):
+    """To whatever ``sys.stderr`` is when a line is written (a redirect made after the run started)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _show_progress_lines() -> None:
+    """Without a terminal nothing else shows progress: its lines go to stderr unless the application
+    configured logging itself (then they reach its handlers as ``synthgen.progress`` INFO records)."""
+    progress = logging.getLogger("synthgen.progress")
+    if progress.handlers or logging.getLogger().handlers:
+        return
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -327,6 +367,8 @@ def run(
     notify = notify or log.warning
     if not offline:
         preflight(recipe, confirm=confirm, notify=notify)
+    if not progress:
+        _show_progress_lines()
     runner = _Runner(
         recipe,
         out,

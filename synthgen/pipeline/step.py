@@ -12,6 +12,8 @@ steps (splits, resume, finalize) is :mod:`synthgen.pipeline.runner`.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ from synthgen.records import output_kind
 
 __all__ = ["StepOutcome", "StepRun", "StepSettings"]
 
+#: progress lines for runs without a terminal (nohup, CI), where no bar can be drawn
+progress_log = logging.getLogger("synthgen.progress")
+
 
 #: failure reasons worth another try on a re-run: the server or the network, not the answer
 TRANSIENT = frozenset({"timeout", "connection", "rate_limited", "malformed_response", "http_408", "http_409"})
@@ -52,6 +57,7 @@ class StepSettings:
     progress: bool
     near_duplicate_threshold: float
     retry_failed: bool = False  # retry every failed item, permanent failures too
+    progress_seconds: float | None = None  # without a bar: a progress line this often
 
 
 @dataclass
@@ -129,6 +135,30 @@ class StepRun:
                     refresh=False,
                 )
 
+        started, done_before = time.monotonic(), len(items) - len(todo)
+
+        def line() -> str:
+            done = sum(status.values())
+            minutes = (time.monotonic() - started) / 60
+            rate = (done - done_before) / minutes if minutes > 0 else 0.0
+            eta = f"{(len(items) - done) / rate:.1f} min" if rate > 0 else "unknown"
+            total = meter.total()
+            unpriced = (
+                f" (unpriced: {', '.join(sorted(meter.unpriced_models))})" if meter.unpriced_models else ""
+            )
+            return (
+                f"{self.plan.step.name}: {done}/{len(items)} items, {status['ok']} rows, {status['failed']} failed, "
+                f"{status['rejected']} rejected; {total.requests} requests, {total.total_tokens} tokens, "
+                f"${total.cost_usd:.2f}{unpriced}; {rate:.1f} items/min, ETA {eta}"
+            )
+
+        async def reporter(every: float) -> None:
+            while True:
+                await asyncio.sleep(every)
+                progress_log.info("%s", line())
+
+        every = self.settings.progress_seconds
+        report = None if self.settings.progress or not every else asyncio.create_task(reporter(every))
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(self.settings.workers):
@@ -136,6 +166,9 @@ class StepRun:
         except* SynthgenError as errors:
             raise errors.exceptions[0] from None
         finally:
+            if report is not None:
+                report.cancel()
+                progress_log.info("%s", line())
             bar.close()
             self.journal.close()
         return budget_stop
