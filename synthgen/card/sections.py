@@ -232,9 +232,10 @@ items = ok + failed + rejected + not started.
 
 def _cost(result: Mapping[str, Any]) -> str:
     usage = result["usage"]
+    unpriced = set(usage.get("unpriced_models", ()))
     rows = "".join(
         f"| `{model}` | {number(u['requests'])} | {number(u['prompt_tokens'])} | {number(u['completion_tokens'])} | "
-        f"${u['cost_usd']:.4f} |\n"
+        + ("n/a (unpriced) |\n" if model in unpriced else f"${u['cost_usd']:.4f} |\n")
         for model, u in sorted(usage.get("by_model", {}).items())
     )
     total = usage["total"]
@@ -245,7 +246,14 @@ def _cost(result: Mapping[str, Any]) -> str:
             f"{number(usage['cache_hits'])} answers came from the response cache and were not paid again."
         )
     if usage.get("unpriced_models"):
-        notes.append("No price known for: " + ", ".join(f"`{m}`" for m in usage["unpriced_models"]) + ".")
+        notes.append(
+            "No price known for: "
+            + ", ".join(f"`{m}`" for m in usage["unpriced_models"])
+            + " (the total leaves them out)."
+        )
+    if prices := result.get("prices"):
+        dated = f", {prices['date']}" if prices.get("date") else ""
+        notes.append(f"Prices from {prices['source']} {prices.get('version', '')}{dated}.".replace(" .", "."))
     if budget.get("max_usd") is not None:
         notes.append(
             f"Budget ${budget['max_usd']:.2f}"

