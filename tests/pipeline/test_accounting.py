@@ -73,11 +73,18 @@ def test_run_totals_equal_the_servers_counters_with_failed_items_and_timeouts(
     assert stats["client_disconnects"] > 2  # the two timeouts, and the cancelled siblings
 
     total = result.usage["total"]
-    assert total["prompt_tokens"] == stats["usage_all"]["prompt_tokens"]
-    assert total["completion_tokens"] == stats["usage_all"]["completion_tokens"]
+    # A sibling cancelled in the instant the server finished it is billed there but never reaches us
+    # (about one run in two on a loaded box): the server may count at most that many responses more.
+    ledger = [json.loads(line) for line in (out / ".synthgen" / "ledger.jsonl").read_text().splitlines()]
+    largest = max(entry.get("prompt_tokens", 0) + entry.get("completion_tokens", 0) for entry in ledger)
+    raced = stats["status"]["200"] - (total["requests"] - total["unanswered"])
+    assert 0 <= raced <= total["unanswered"]
+    for kind in ("prompt_tokens", "completion_tokens"):
+        assert 0 <= stats["usage_all"][kind] - total[kind] <= raced * largest, kind
+        if raced == 0:
+            assert total[kind] == stats["usage_all"][kind], kind  # exact when no cancellation raced
     # every request the server answered with a completion, plus every one it never answered
-    assert total["unanswered"] == stats["client_disconnects"]
-    assert total["requests"] == stats["status"]["200"] + stats["client_disconnects"]
+    assert total["unanswered"] == stats["client_disconnects"] + raced
     assert stats["requests"] == total["requests"] + stats["status"]["500"]
 
     # the journals (per item, failed ones included) hold the same usage as the ledger
