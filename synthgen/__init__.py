@@ -56,6 +56,7 @@ _EXPORTS = {
     "RunResult": "pipeline.result",
     "Seed": "seeds",
     "SeedError": "errors",
+    "ServerReport": "pipeline.doctor",
     "StepCounts": "pipeline.result",
     "SynthgenError": "errors",
     "TokenUsage": "llm.usage",
@@ -63,6 +64,7 @@ _EXPORTS = {
     "UsageMeter": "llm.usage",
     "WorkItem": "generators.base",
     "available_generators": "generators.registry",
+    "doctor": "pipeline.doctor",
     "estimate": "pipeline.estimate",
     "evaluate": "evaluation.evaluator",
     "get_generator": "generators.registry",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from synthgen.llm.limits import Limits
     from synthgen.llm.profile import ModelProfile, Prices
     from synthgen.llm.usage import TokenUsage, UsageMeter
+    from synthgen.pipeline.doctor import ServerReport, doctor
     from synthgen.pipeline.estimate import CostEstimate, estimate
     from synthgen.pipeline.result import RunResult, StepCounts
     from synthgen.pipeline.runner import run
@@ -159,6 +162,7 @@ __all__ = [
     "RunResult",
     "Seed",
     "SeedError",
+    "ServerReport",
     "StepCounts",
     "SynthgenError",
     "TokenUsage",
@@ -167,6 +171,7 @@ __all__ = [
     "WorkItem",
     "__version__",
     "available_generators",
+    "doctor",
     "estimate",
     "evaluate",
     "get_generator",

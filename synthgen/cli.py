@@ -80,17 +80,60 @@ def init(directory: Path, language: str) -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @_outside
 @_errors
-def validate(recipe: Path, allow_outside_paths: bool) -> None:
+@click.option("--online", is_flag=True, help="Also probe each endpoint and model, as `synthgen doctor` does.")
+def validate(recipe: Path, allow_outside_paths: bool, online: bool) -> None:
     """Check RECIPE offline: schema, paths, seeds, generator configs, templates (dry-rendered).
 
     \b
     Example:
       synthgen validate recipes/faculty-sciences-es/recipe.yaml
+      synthgen validate recipes/faculty-sciences-es/recipe.yaml --online
     """
     from synthgen import validate_recipe
 
     summary = validate_recipe(recipe, allow_outside_paths=allow_outside_paths)
     click.echo(summary)
+    if online:
+        _doctor(recipe, allow_outside_paths)
+
+
+def _doctor(recipe: Path, allow_outside_paths: bool) -> None:
+    """Print the doctor's table per server; exit 1 when one cannot be used."""
+    from synthgen import doctor
+
+    reports = doctor(recipe, allow_outside_paths=allow_outside_paths)
+    for report in reports:
+        rows = report.rows()
+        width = max(len(label) for label, _ in rows)
+        click.echo("")
+        for label, value in rows:
+            click.echo(f"  {label.ljust(width)}  {value}")
+    unusable = [r for r in reports if not r.capabilities.reachable]
+    if unusable:
+        click.secho(
+            f"error: {len(unusable)} of {len(reports)} servers cannot be used (see above)", fg="red", err=True
+        )
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@_outside
+@_errors
+def doctor(recipe: Path, allow_outside_paths: bool) -> None:
+    """Probe each endpoint + model RECIPE names: reachable, structured output, sampling, limits.
+
+    A few tiny requests per server (not counted as dataset spend) find out whether it enforces,
+    ignores or rejects json_schema, whether json_object works, whether temperature/seed change the
+    answer, whether usage and x-ratelimit-* headers come back, where reasoning text arrives and
+    which token parameter it honours; ``structured_output: auto`` profiles then use what works
+    (cached for a day in $SYNTHGEN_HOME/servers.json).
+
+    \b
+    Example:
+      synthgen doctor recipes/faculty-sciences-es/recipe.yaml
+    """
+    _doctor(recipe, allow_outside_paths)
 
 
 @main.command()

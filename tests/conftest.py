@@ -27,6 +27,8 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     home = tmp_path_factory.mktemp("synthgen-home")
     monkeypatch.setenv("SYNTHGEN_HOME", str(home))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    # runs do not probe servers first (tests script each request); tests of the probe unset it
+    monkeypatch.setenv("SYNTHGEN_PROBE", "off")
     for name in _SECRETS:
         monkeypatch.delenv(name, raising=False)
     yield home

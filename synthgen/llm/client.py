@@ -32,10 +32,11 @@ import openai
 import pydantic
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
-from synthgen.errors import CompletionFailed
+from synthgen.errors import CompletionFailed, ProviderError
 from synthgen.llm.cache import ResponseCache, fingerprint
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
+from synthgen.llm.probe import Capabilities, cached
 from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
 from synthgen.llm.secrets import scrub
@@ -98,6 +99,36 @@ class ChatClient:
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self._json_mode_noted: set[tuple[str, str, str]] = set()
         self._unreachable_noted: set[str] = set()
+        # what each (base URL, model) does: handed in (doctor, preflight) or read from the probe cache
+        self._capabilities: dict[tuple[str, str], Capabilities | None] = {}
+        self._rejects_json_schema: set[tuple[str, str]] = set()  # learnt from a rejection under auto
+
+    def use(self, caps: Capabilities) -> None:
+        """Decide ``structured_output: auto`` and the token parameter from this probe result."""
+        self._capabilities[(caps.base_url, caps.model)] = caps
+
+    def capabilities(self, profile: ModelProfile) -> Capabilities | None:
+        """The probe result for ``profile``'s server: handed in, else the cache's (no request here)."""
+        key = (profile.resolved_base_url, profile.model)
+        if key not in self._capabilities:
+            self._capabilities[key] = None if self.offline else cached(profile)
+        return self._capabilities[key]
+
+    def structured_mode(self, profile: ModelProfile) -> str:
+        """The mode a schema request goes out in: the profile's, or for ``auto`` what the server does.
+
+        ``auto`` without a probe result sends json_schema and falls back to json_object the first
+        time the server rejects it (the offline provider enforces schemas).
+        """
+        if profile.structured_output != "auto":
+            return profile.structured_output
+        if self.offline:
+            return "json_schema"
+        key = (profile.resolved_base_url, profile.model)
+        if key in self._rejects_json_schema:
+            return "json_object"
+        caps = self.capabilities(profile)
+        return caps.structured_output if caps is not None else "json_schema"
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -163,7 +194,7 @@ class ChatClient:
                 "messages": list(messages),
                 "sampling": profile.sampling(),
                 "extra_body": profile.extra_body,
-                "structured_output": profile.structured_output if schema else None,
+                "structured_output": self.structured_mode(profile) if schema else None,
                 "schema": json_schema(schema) if schema else None,
                 "schema_name": schema.__name__ if schema else None,
                 "version": version,
@@ -233,7 +264,14 @@ class ChatClient:
         attempts = 0
         reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
         while True:  # a truncated one is asked again with twice the token limit, never unchanged
-            raw, n = await self._send(conversation, profile, schema, params, sample)
+            try:
+                raw, n = await self._send(conversation, profile, schema, params, sample)
+            except ProviderError as exc:
+                if not self._fall_back(exc, profile, schema):
+                    raise
+                attempts += 1
+                params = self._params(profile, schema, sample)
+                continue
             attempts += n
             try:
                 completion = self._validate(raw, schema, profile, key, attempts)
@@ -243,7 +281,11 @@ class ChatClient:
                 if invalid.reason == "length":
                     field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
                     if field not in params or enlargements == _MAX_ENLARGEMENTS:
-                        raise CompletionFailed(invalid.detail, reason="length", attempts=attempts) from None
+                        raise CompletionFailed(
+                            _cut(invalid.detail, profile, field, params.get(field)),
+                            reason="length",
+                            attempts=attempts,
+                        ) from None
                     enlargements += 1
                     params = {**params, field: params[field] * 2}
                     continue
@@ -253,7 +295,7 @@ class ChatClient:
                 conversation = [
                     *conversation,
                     {"role": "assistant", "content": invalid.content},
-                    {"role": "user", "content": reask_message(invalid.detail)},
+                    {"role": "user", "content": reask_message(invalid.detail, schema)},
                 ]
                 continue
             if self.cache is not None:
@@ -270,17 +312,42 @@ class ChatClient:
                 )
             return completion
 
+    def _fall_back(
+        self, exc: ProviderError, profile: ModelProfile, schema: type[pydantic.BaseModel] | None
+    ) -> bool:
+        """Under ``auto``, a server that rejects json_schema is asked again in json_object mode."""
+        if (
+            schema is None
+            or profile.structured_output != "auto"
+            or self.structured_mode(profile) != "json_schema"
+            or not (exc.field or "").endswith(".structured_output")
+        ):
+            return False
+        self._rejects_json_schema.add((profile.resolved_base_url, profile.model))
+        log.warning(
+            "%s rejects json_schema (%s); profile %r uses json_object with the schema in the prompt",
+            profile.resolved_base_url,
+            exc.message,
+            profile.name or profile.model,
+        )
+        return True
+
     def _params(
         self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"model": profile.model, **profile.sampling()}
+        caps = None if self.offline else self.capabilities(profile)
+        # Ollama ignores max_completion_tokens: the limit the profile sets must still hold
+        if caps is not None and caps.token_parameter == "max_tokens" and "max_completion_tokens" in params:
+            limit = params.pop("max_completion_tokens")
+            params.setdefault("max_tokens", limit)
         if profile.seed is not None:
             params["seed"] = profile.seed + sample  # K samples with one seed would be K equal answers
         if profile.extra_body:
             params["extra_body"] = profile.extra_body
         params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
         if schema is not None:
-            if profile.structured_output == "json_schema":
+            if self.structured_mode(profile) == "json_schema":
                 params["response_format"] = response_format(schema)
             else:
                 params["response_format"] = {"type": "json_object"}
@@ -297,7 +364,7 @@ class ChatClient:
         """One paid response, after retries; returns (raw response, attempts)."""
         sdk = self._client(profile)
         limiter = self.limiter(profile)
-        if schema is not None and profile.structured_output == "json_object":
+        if schema is not None and self.structured_mode(profile) == "json_object":
             if profile.limit_key() not in self._json_mode_noted:
                 self._json_mode_noted.add(profile.limit_key())
                 log.warning(
@@ -410,7 +477,13 @@ class ChatClient:
         if choice.finish_reason == "content_filter":
             raise _Invalid("content_filter", "the provider's content filter stopped the answer", content)
         if choice.finish_reason == "length":
-            raise _Invalid("length", "the answer was cut at the token limit", content)
+            extra = message.model_extra or {}
+            thinking = any(extra.get(f) for f in ("reasoning", "reasoning_content")) or usage.reasoning_tokens
+            if not content.strip() and thinking:
+                raise _Invalid(
+                    "length", "the model's thinking used the whole token budget before answering", ""
+                )
+            raise _Invalid("length", "the answer was cut", content)
         if schema is not None and parsed is None:
             try:
                 parsed = schema.model_validate_json(content)
@@ -430,3 +503,11 @@ class ChatClient:
             attempts=attempts,
             key=key,
         )
+
+
+def _cut(detail: str, profile: ModelProfile, field: str, limit: object) -> str:
+    """A ``length`` failure that names the profile, the limit reached and the field to raise."""
+    where = f"models.{profile.name}" if profile.name else "the profile"
+    if limit is None:
+        return f"{where}: {detail} at the server's default token limit; set {where}.max_tokens"
+    return f"{where}: {detail} at {field}={limit}; raise {where}.{field}"

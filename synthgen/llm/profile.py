@@ -129,9 +129,10 @@ class ModelProfile(BaseModel):
     seed: int | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    structured_output: Literal["json_schema", "json_object"] = Field(
-        default="json_schema",
-        description="json_object for servers without json_schema support (validated locally instead)",
+    structured_output: Literal["auto", "json_schema", "json_object"] = Field(
+        default="auto",
+        description="auto: probe the server (cached 24 h) and use json_schema where it enforces it, else "
+        "json_object with the schema in the prompt, validated locally; or pin either mode",
     )
     max_concurrency: int = Field(default=16, gt=0, le=MAX_CONCURRENCY)
     requests_per_minute: int | None = Field(default=None, gt=0)

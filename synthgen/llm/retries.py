@@ -16,6 +16,7 @@ error.", and "Request timed out." for a refused connection over aiohttp) name no
 from __future__ import annotations
 
 import random
+import re
 import socket
 from collections.abc import Iterator
 
@@ -32,6 +33,7 @@ __all__ = [
     "fail_fast",
     "failure_reason",
     "gave_up",
+    "named_parameter",
     "retry_after",
     "retryable",
     "server_text",
@@ -41,6 +43,29 @@ __all__ = [
 
 _RETRY_STATUS = {408, 409, 429}
 _PER_ITEM_400 = ("context_length_exceeded", "content_policy_violation", "invalid_prompt", "content_filter")
+
+#: Request parameters a server may name when it rejects a request, and the profile field behind each
+#: (``extra_body`` for what synthgen only sends when a recipe puts it there). Distinctive names are
+#: found anywhere in the server's words; short common words (``n``, ``seed``, ``stop``, ``model``)
+#: only as the error's ``param``, a validation error's location, or quoted.
+_PARAMETERS = {
+    "response_format": "structured_output",
+    "json_schema": "structured_output",
+    "max_completion_tokens": "max_completion_tokens",
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "reasoning_effort": "reasoning_effort",
+    "seed": "seed",
+    "stop": "stop",
+    "model": "model",
+    "n": "extra_body",
+    "logprobs": "extra_body",
+    "presence_penalty": "extra_body",
+    "frequency_penalty": "extra_body",
+}
+_COMMON_WORDS = frozenset({"seed", "stop", "model", "n"})
+_MAX_TEXT = 600  # a plain-text error page is quoted, not printed whole
 
 
 class Malformed(Exception):
@@ -54,7 +79,11 @@ def retryable(exc: BaseException) -> bool:
             return True
         if exc.response.headers.get("x-should-retry") == "false":
             return False
-        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
+        if exc.status_code in _RETRY_STATUS:
+            return True
+        # a 5xx that names a request parameter is a configuration error in disguise (llama-cpp-python
+        # answers json_schema with a 500): retrying it 8 times cannot fix it
+        return exc.status_code >= 500 and named_parameter(exc) is None
     return isinstance(exc, openai.APIConnectionError | Malformed)
 
 
@@ -63,7 +92,8 @@ def retry_after(exc: BaseException | None) -> float | None:
     if not isinstance(exc, openai.APIStatusError):
         return None
     headers = exc.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+    # LiteLLM forwards the upstream provider's wait as llm_provider-retry-after
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0), ("llm_provider-retry-after", 1.0)):
         value = headers.get(name)
         if value:
             try:
@@ -130,10 +160,64 @@ def unreachable(exc: BaseException, profile: ModelProfile) -> str:
     return f"{url} ({who}): cannot connect ({detail})"
 
 
+def _body_text(body: object) -> str:
+    """The message in an error body of any shape real servers send.
+
+    ``{"error": {"message": ...}}`` arrives here unwrapped by the SDK (its ``code`` a string for
+    OpenAI, an int for vLLM, null for Ollama); FastAPI servers send ``{"detail": "..."}`` or
+    ``{"detail": [{"loc": [...], "msg": ...}]}``; some send ``{"error": "..."}`` or plain text.
+    """
+    if isinstance(body, str):
+        return body
+    if not isinstance(body, dict):
+        return ""
+    for key in ("message", "error", "msg"):
+        if isinstance(body.get(key), str) and body[key]:
+            return str(body[key])
+    if isinstance(body.get("error"), dict):
+        return _body_text(body["error"])
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc") or () if p != "body")
+                parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return ""
+
+
 def server_text(exc: openai.APIStatusError, profile: ModelProfile) -> str:
-    """The server's error message, without any secret it may quote (the key it was sent, above all)."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    return scrub(str(body.get("message") or exc.message), (profile.api_key_env,))
+    """The server's own words, without any secret it may quote (the key it was sent, above all)."""
+    text = " ".join(_body_text(exc.body).split()) or exc.message
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT] + "..."
+    return scrub(text, (profile.api_key_env,))
+
+
+def named_parameter(exc: openai.APIStatusError) -> str | None:
+    """The request parameter an error body blames (``response_format``, ``max_tokens``, ...), if any."""
+    body = exc.body
+    param = str(body.get("param") or "") if isinstance(body, dict) else ""
+    locs: set[str] = set()
+    if isinstance(body, dict) and isinstance(body.get("detail"), list):
+        for item in body["detail"]:
+            if isinstance(item, dict):
+                locs.update(str(p) for p in item.get("loc") or ())
+    text = _body_text(body)
+    for name in _PARAMETERS:
+        if param == name or param.startswith(f"{name}.") or name in locs:
+            return name
+        if name in _COMMON_WORDS:
+            if any(f"{q}{name}{q}" in text for q in ("'", '"', "`")):
+                return name
+        elif re.search(rf"(?<![A-Za-z_]){name}(?![A-Za-z_])", text):
+            return name
+    return None
 
 
 def gave_up(exc: BaseException, profile: ModelProfile, attempts: int) -> CompletionFailed:
@@ -164,7 +248,6 @@ def fail_fast(exc: openai.APIStatusError, profile: ModelProfile, attempts: int =
     """Translate a non-retryable status into the error that says what to fix."""
     where = f"models.{profile.name}" if profile.name else "profile"
     body = exc.body if isinstance(exc.body, dict) else {}
-    param = str(body.get("param") or "")
     code = str(body.get("code") or "")
     message = server_text(exc, profile)
     if exc.status_code in (401, 403):
@@ -181,17 +264,26 @@ def fail_fast(exc: openai.APIStatusError, profile: ModelProfile, attempts: int =
         )
     if code in _PER_ITEM_400 or "context length" in message.lower():
         return CompletionFailed(message, reason=code or "context_length", attempts=attempts)
-    for field in ("temperature", "top_p", "max_tokens", "seed", "stop", "reasoning_effort"):
-        if param == field or f"'{field}'" in message:
-            return ProviderError(
-                f"{profile.model} rejected {field}: {message}",
-                field=f"{where}.{field}",
-                hint="remove it" + (" or use max_completion_tokens" if field == "max_tokens" else ""),
-            )
-    if "response_format" in param or "json_schema" in message:
+    name = named_parameter(exc)
+    if name in ("response_format", "json_schema"):
         return ProviderError(
-            f"{profile.resolved_base_url} does not support json_schema outputs: {message}",
+            f"{profile.resolved_base_url} rejects structured_output: json_schema "
+            f"(it answered {exc.status_code}: {message})",
             field=f"{where}.structured_output",
-            hint="set structured_output: json_object (validated locally instead)",
+            hint="set structured_output: json_object (the schema goes into the prompt and is validated "
+            "locally) or auto (synthgen probes the server and picks); `synthgen doctor RECIPE` shows what works",
+        )
+    if name is not None:
+        field = _PARAMETERS[name]
+        fix = {
+            "max_tokens": "remove it or use max_completion_tokens",
+            "max_completion_tokens": "use max_tokens instead",
+            "model": "check the model name the server serves",
+            "extra_body": f"remove {name!r} from extra_body",
+        }.get(field, "remove it")
+        return ProviderError(
+            f"{profile.resolved_base_url} rejected {name} ({profile.model}) with {exc.status_code}: {message}",
+            field=f"{where}.{field}",
+            hint=fix,
         )
     return ProviderError(f"{profile.resolved_base_url} answered {exc.status_code}: {message}", field=where)

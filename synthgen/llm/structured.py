@@ -44,16 +44,22 @@ def describe(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-def reask_message(detail: str) -> str:
-    return (
-        f"Your previous answer did not validate: {detail}. "
-        "Answer again with only the JSON object, following the schema exactly."
-    )
+def reask_message(detail: str, schema: type[pydantic.BaseModel] | None = None) -> str:
+    """The re-ask states the schema again: a server that ignores ``response_format`` (or a model that
+    drifted from a prompt note many turns back) cannot follow a schema it is not shown."""
+    text = f"Your previous answer did not validate: {detail}. Answer again with only the JSON object"
+    if schema is None:
+        return text + ", following the schema exactly."
+    return f"{text}, which must validate against this JSON schema:\n{_schema_text(schema)}"
+
+
+def _schema_text(schema: type[pydantic.BaseModel]) -> str:
+    return json.dumps(json_schema(schema), ensure_ascii=False)
 
 
 def with_schema_note(messages: list[Message], schema: type[pydantic.BaseModel]) -> list[Message]:
     """JSON mode has no schema: state it, since the model must still produce that shape."""
-    note = "Respond with a single JSON object that validates against this JSON schema:\n" + json.dumps(
-        json_schema(schema), ensure_ascii=False
+    note = "Respond with a single JSON object that validates against this JSON schema:\n" + _schema_text(
+        schema
     )
     return [*messages, {"role": "system", "content": note}]

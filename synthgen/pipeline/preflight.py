@@ -1,6 +1,7 @@
 """What is checked before an online run spends anything, in this order: every key a step needs is in
 the environment, every model has a price when there is a budget, the endpoints a recipe names
-itself are said aloud, and the estimate is held against the budget (the gate).
+itself are said aloud, ``structured_output: auto`` profiles learn what their server does (the
+cached probe, see :mod:`synthgen.pipeline.doctor`), and the estimate is held against the budget (the gate).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 
 from synthgen.errors import BudgetExceeded, RecipeError
 from synthgen.llm.usage import price_for
+from synthgen.pipeline.doctor import resolve_auto
 from synthgen.pipeline.estimate import estimate
 from synthgen.recipe import Recipe
 
@@ -23,6 +25,7 @@ def preflight(
     _check_prices(recipe)
     for line in endpoints(recipe):
         notify(line)
+    resolve_auto(recipe, profiles_used(recipe), notify)
     if confirm is not None:
         _budget_gate(recipe, confirm)
 

@@ -227,7 +227,9 @@ async def test_config_errors_fail_fast_naming_the_field(
         async with ChatClient() as client:
             with pytest.raises(error) as info:
                 await client.complete(
-                    messages(1), profile=profile(server.url, temperature=0.5), schema=Verdict
+                    messages(1),
+                    profile=profile(server.url, temperature=0.5, structured_output="json_schema"),
+                    schema=Verdict,
                 )
         assert info.value.field == field
         assert info.value.hint

@@ -58,6 +58,9 @@ __all__ = [
     "ALL_FAULTS",
     "DEFAULT_FAULTS",
     "ECHO_STATUSES",
+    "ERROR_BODY_SHAPES",
+    "LLAMA_CPP_PYTHON_REJECTION",
+    "OLLAMA_QUEUE_FULL",
     "OpenAIServer",
     "ServerConfig",
     "SpawnedServer",
@@ -100,6 +103,18 @@ _JSON_ONLY_FAULTS = {
 #: Error statuses whose bodies quote the Authorization header when ``ServerConfig.echo_auth`` is set.
 ECHO_STATUSES = frozenset({400, 401, 429, 500})
 
+#: Shapes of error bodies real servers send (``ServerConfig.error_body_shape``).
+ERROR_BODY_SHAPES = ("openai", "vllm", "ollama", "detail", "text")
+
+#: What llama-cpp-python's server answers (HTTP 500) to ``response_format: json_schema``.
+LLAMA_CPP_PYTHON_REJECTION = (
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' "
+    "or 'json_object' [type=literal_error, input_value='json_schema', input_type=str]"
+)
+
+#: Ollama's 503 when its request queue is full.
+OLLAMA_QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
+
 #: Sequence entries that mean "serve this request normally, inject nothing".
 _NO_FAULT = ("", "ok", "none")
 
@@ -138,6 +153,24 @@ class ServerConfig:
     * ``echo_auth``: error replies with a status in ``ECHO_STATUSES`` (400, 401, 429, 500) quote the
       request's Authorization header in ``error.message`` and ``error.request_headers``, as some
       proxies and self-hosted servers do: the client must keep the key out of what it reports.
+
+    Protocol bends of real servers (all off by default; see docs/servers.md):
+
+    * ``json_schema_mode``: ``enforce`` (OpenAI, vLLM, llama-server), ``ignore`` (transformers serve:
+      a ``json_schema`` request gets JSON that does not follow the schema) or ``reject``
+      (llama-cpp-python: HTTP 500 "Input should be 'text' or 'json_object'").
+    * ``json_object_follows_prompt``: in ``json_object`` mode, answer an instance of the JSON schema
+      stated in a message (as a model reading its prompt would), else a generic object.
+    * ``temperature_ignored``: ``temperature`` and ``seed`` do not change the answer (greedy).
+    * ``error_body_shape``: error replies as ``openai`` (``code`` a string), ``vllm`` (an int),
+      ``ollama`` (null), ``detail`` (FastAPI ``{"detail": ...}``) or ``text`` (plain text).
+    * ``retry_after_header``: the header injected 429/503 announce their wait in, instead of
+      ``retry-after``/``retry-after-ms`` (LiteLLM: ``llm_provider-retry-after``).
+    * ``queue_full_503``: the ``503`` fault is Ollama's "server busy" (no retry-after header).
+    * ``reasoning_field``: the message carries the thinking in this field (``reasoning`` for
+      vLLM/Ollama, ``reasoning_content`` for llama.cpp); thinking costs ``reasoning_tokens`` tokens
+      of the budget first: a smaller ``max_tokens`` gets an empty content and ``finish_reason: length``.
+    * ``ignore_max_completion_tokens``: only ``max_tokens`` limits the answer (Ollama).
     """
 
     latency: float = 0.0
@@ -155,6 +188,15 @@ class ServerConfig:
     api_key: str | None = None
     model_suffix: str = ""
     echo_auth: bool = False
+    json_schema_mode: str = "enforce"
+    json_object_follows_prompt: bool = False
+    temperature_ignored: bool = False
+    error_body_shape: str = "openai"
+    retry_after_header: str = ""
+    queue_full_503: bool = False
+    reasoning_field: str = ""
+    reasoning_tokens: int = 0
+    ignore_max_completion_tokens: bool = False
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
@@ -177,6 +219,16 @@ class ServerConfig:
             raise ValueError(f"rpm_limit must be > 0 or None, got {self.rpm_limit}")
         if self.tpm_limit is not None and self.tpm_limit <= 0:
             raise ValueError(f"tpm_limit must be > 0 or None, got {self.tpm_limit}")
+        if self.json_schema_mode not in ("enforce", "ignore", "reject"):
+            raise ValueError(
+                f"json_schema_mode must be enforce, ignore or reject, got {self.json_schema_mode!r}"
+            )
+        if self.error_body_shape not in ERROR_BODY_SHAPES:
+            raise ValueError(
+                f"error_body_shape must be one of {ERROR_BODY_SHAPES}, got {self.error_body_shape!r}"
+            )
+        if self.reasoning_tokens < 0:
+            raise ValueError(f"reasoning_tokens must be >= 0, got {self.reasoning_tokens}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe view (without ``responder``), as sent to and served by ``/_config``."""
@@ -864,6 +916,8 @@ class _Core:
             response = await self._chat(request, auth, number)
             if self.config.echo_auth and auth is not None and response.status in ECHO_STATUSES:
                 response = _echo_auth(response, auth)
+            if self.config.error_body_shape != "openai" and response.status >= 400:
+                response = _reshape_error(response, self.config.error_body_shape)
             with self._lock:
                 self._stats.status[str(response.status)] += 1
             return response
@@ -906,9 +960,14 @@ class _Core:
         if problem:
             return _json_error(400, problem, "invalid_request_error", None, base_headers)
         sample = request.headers.get(_SAMPLE_HEADER, "")
+        if cfg.temperature_ignored:  # greedy: what only changes the sampling does not change the answer
+            raw = _dumps({k: v for k, v in body.items() if k not in ("temperature", "seed", "top_p")})
         digest = hashlib.sha256(raw + b"\x00" + sample.encode()).digest()
         prompt_tokens = max(1, len(json.dumps(body["messages"])) // 4)
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if cfg.ignore_max_completion_tokens:
+            max_tokens = body.get("max_tokens")
+        else:
+            max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
 
         with self._lock:
@@ -927,6 +986,12 @@ class _Core:
             return _rate_limited(wait, headers, "requests" if cfg.rpm_limit else "tokens")
 
         fmt_type, schema = _response_format(body)
+        if fmt_type == "json_schema" and cfg.json_schema_mode == "reject":
+            return _json_error(500, LLAMA_CPP_PYTHON_REJECTION, "internal_server_error", None, headers)
+        if fmt_type == "json_schema" and cfg.json_schema_mode == "ignore":
+            fmt_type, schema = "json_object", None  # JSON, but not the schema's
+        elif fmt_type == "json_object" and cfg.json_object_follows_prompt:
+            schema = _schema_in_prompt(body["messages"])
         if fault in _JSON_ONLY_FAULTS and fmt_type not in _JSON_ONLY_FAULTS[fault]:
             fault = None
 
@@ -993,6 +1058,10 @@ class _Core:
             return _json_error(
                 500, "The server had an error while processing your request.", "server_error", None, headers
             )
+        if fault == "503" and cfg.queue_full_503:
+            return _json_error(503, OLLAMA_QUEUE_FULL, "api_error", None, headers)
+        if cfg.retry_after_header and fault in ("429", "503"):
+            retry = {cfg.retry_after_header: f"{cfg.retry_after:g}"}
         if fault == "503":
             return _json_error(
                 503,
@@ -1057,6 +1126,7 @@ class _Core:
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
         valid = fault is None
+        thinking = self.config.reasoning_tokens if self.config.reasoning_field else 0
         for index in range(n):
             content: str | None
             refusal: str | None = None
@@ -1066,6 +1136,8 @@ class _Core:
                 content = value if value is None or isinstance(value, str) else json.dumps(value)
             else:
                 content = _default_content(fmt_type, schema, digest + index.to_bytes(2, "big"))
+            if thinking and max_tokens is not None and max_tokens <= thinking:
+                content, finish_reason = "", "length"  # the thinking ate the whole budget
             if fault == "schema_violation" and schema is not None:
                 try:
                     instance = json.loads(content or "")
@@ -1081,8 +1153,9 @@ class _Core:
                 content, refusal = None, _REFUSAL_TEXT
             elif fault == "content_filter":
                 content, finish_reason = None, "content_filter"
-            if max_tokens is not None and content is not None and _tokens(content) > max_tokens:
-                content, finish_reason = content[: max_tokens * 4], "length"
+            budget = None if max_tokens is None else max_tokens - thinking
+            if budget is not None and content and _tokens(content) > budget:
+                content, finish_reason = content[: budget * 4], "length"
             finish_reason = override.get("finish_reason", finish_reason)
             refusal = override.get("refusal", refusal)
             if override.get("refusal") is not None and "content" not in override:
@@ -1093,11 +1166,16 @@ class _Core:
                 "refusal": refusal,
                 "annotations": [],
             }
+            if self.config.reasoning_field:
+                message[self.config.reasoning_field] = "Let me think about what is asked. " * max(
+                    1, min(thinking, 50) // 8
+                )
             message.update(override.get("message", {}))
             choices.append(
                 {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
             )
-            completion_tokens += _tokens(content if content is not None else refusal)
+            spent = _tokens(content if content is not None else refusal) if content != "" else 0
+            completion_tokens += spent + (thinking if max_tokens is None else min(thinking, max_tokens))
             if valid:
                 valid = _is_valid(fmt_type, schema, content, refusal, finish_reason)
         valid = bool(override.get("valid", valid))
@@ -1107,7 +1185,7 @@ class _Core:
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": n * (thinking if max_tokens is None else min(thinking, max_tokens)),
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
@@ -1180,6 +1258,44 @@ def _request_problem(body: Any) -> str | None:
     return None
 
 
+def _schema_in_prompt(messages: Any) -> Mapping[str, Any] | None:
+    """The last JSON schema stated in the messages (after a colon and a newline), if any."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        text = message.get("content") if isinstance(message, dict) else None
+        if isinstance(text, str) and "schema" in text and ":\n{" in text:
+            with contextlib.suppress(ValueError):
+                found = json.JSONDecoder().raw_decode(text[text.rindex(":\n{") + 2 :])[0]
+                if isinstance(found, dict):
+                    return found
+    return None
+
+
+def _reshape_error(response: web.Response, shape: str) -> web.Response:
+    """An OpenAI-shaped error reply in the shape another server family sends."""
+    try:
+        error = json.loads(bytes(response.body))["error"]  # type: ignore[arg-type]
+    except (TypeError, ValueError, KeyError):
+        return response
+    message = str(error.get("message") or "")
+    if shape == "text":
+        body, content_type = message.encode(), "text/plain"
+    else:
+        if shape == "detail":
+            reply: dict[str, Any] = {"detail": message}
+        else:
+            code = response.status if shape == "vllm" else None
+            reply = {"error": {"message": message, "type": error.get("type"), "param": None, "code": code}}
+        body, content_type = _dumps(reply), "application/json"
+    return web.Response(
+        status=response.status,
+        body=body,
+        content_type=content_type,
+        headers={
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+        },
+    )
+
+
 def _response_format(body: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any] | None]:
     fmt = body.get("response_format")
     if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
@@ -1195,7 +1311,7 @@ def _sentence(rng: random.Random) -> str:
 
 
 def _default_content(fmt_type: str | None, schema: Mapping[str, Any] | None, digest: bytes) -> str:
-    if fmt_type == "json_schema" and schema is not None:
+    if fmt_type in ("json_schema", "json_object") and schema is not None:
         return json.dumps(generate_instance(schema, seed=digest))
     rng = random.Random(int.from_bytes(hashlib.sha256(digest).digest()[:8], "big"))
     if fmt_type == "json_object":
