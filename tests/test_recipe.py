@@ -461,3 +461,15 @@ def test_yaml_syntax_error_names_the_line_to_fix(project: Path, text: str, line:
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {path}:{line}: not valid YAML"), result.stderr
     assert words in result.stderr, result.stderr
+
+
+def test_run_dirs_of_the_first_release_keep_resuming() -> None:
+    """The offline demo's fingerprint as the first release wrote it into `.synthgen/state.json`
+    (80e3d43): settings added since (structured_output auto, check_topic) must not change it, or every
+    existing RUN_DIR becomes "a different recipe" on upgrade. Update only when a change of prompts or
+    generators means old RUN_DIRs must indeed not resume."""
+    from synthgen import load_recipe
+
+    demo = Path(__file__).resolve().parents[1] / "recipes" / "offline-demo" / "recipe.yaml"
+    legacy = load_recipe(demo).fingerprint(legacy=True)
+    assert legacy == "c13d29a0faf52b81e3b9685dc9cf7d8e81dbc4d3c2adfa91a621bd2400933eb9"

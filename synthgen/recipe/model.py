@@ -170,9 +170,15 @@ class Recipe(BaseModel):
         (base_url, api_key_env, rate limits, concurrency, timeouts, retries, prices, budget, hub):
         fixing one of those resumes the same RUN_DIR. ``legacy`` is the first release's fingerprint
         (base_url in, files out), accepted on resume so RUN_DIRs made by it keep resuming.
+        ``structured_output: auto`` counts as ``json_schema``, the first release's default: auto
+        chooses json_schema wherever the server enforces it, and recipes that never set the field
+        keep their fingerprint.
         """
         fields = {"model", "extra_body", "structured_output"} | ({"base_url"} if legacy else set())
         models = {name: {**p.model_dump(include=fields), **p.sampling()} for name, p in self.models.items()}
+        for dumped in models.values():
+            if dumped["structured_output"] == "auto":
+                dumped["structured_output"] = "json_schema"
         # every template a step renders (built-in or overridden) and every generator's version: a new
         # synthgen release that changes a prompt or a generator must not be resumed into an old run
         library = self.prompt_library()
@@ -189,7 +195,7 @@ class Recipe(BaseModel):
             "system_prompt": self.system_prompt,
             "models": models,
             "steps": [s.model_dump(by_alias=True) for s in self.steps],
-            "quality": self.quality.model_dump(),
+            "quality": _quality_blob(self.quality),
             "prompts": prompts,
             "test_fraction": self.output.test_fraction,
         }
@@ -241,6 +247,19 @@ class Recipe(BaseModel):
                 for role in generator.prompt_roles():
                     packages.setdefault(role, generator.prompt_package)
         return PromptLibrary(self.language, self.prompts, packages)
+
+
+#: quality settings added after the first release: fingerprinted only when set away from their default,
+#: so upgrading synthgen does not turn every existing RUN_DIR into "a different recipe"
+_NEWER_QUALITY_FIELDS = ("check_topic",)
+
+
+def _quality_blob(quality: QualityConfig) -> dict[str, Any]:
+    blob = quality.model_dump()
+    for name in _NEWER_QUALITY_FIELDS:
+        if blob[name] == QualityConfig.model_fields[name].default:
+            del blob[name]
+    return blob
 
 
 def _sha256(path: Path) -> str:

@@ -30,14 +30,15 @@ def test_a_run_without_a_bar_logs_progress_lines_at_the_set_interval(
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
     progress = logging.getLogger("synthgen.progress")
     progress.addHandler(handler)
-    level, progress.level = progress.level, logging.INFO
+    level = progress.level
+    progress.setLevel(logging.INFO)  # setLevel, not .level =: it clears the logger's enabled-for cache
     try:
         with OpenAIServer(ServerConfig(responder=plausible, latency=0.1)) as server:
             recipe = recipe_file(tmp_path, server.url, max_concurrency=2)
             result = run(recipe, out=tmp_path / "run", limit=6, progress=False)
     finally:
         progress.removeHandler(handler)
-        progress.level = level
+        progress.setLevel(level)
     parsed = [LINE.match(line) for line in lines]
     assert lines and all(parsed), lines
     dialogues = [m for m in parsed if m and m.group(1) == "dialogues"]
