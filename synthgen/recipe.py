@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,9 +253,9 @@ def load_recipe(path: str | Path) -> Recipe:
     seeds: list[Seed] = []
     for seeds_path in recipe.seeds:
         seeds.extend(load_seeds(seeds_path, language=recipe.language))
-    ids = [s.id for s in seeds]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    counts = Counter(s.id for s in seeds)  # one pass: list.count per id was quadratic in the seeds
+    dup = next((i for i, n in counts.items() if n > 1), None)
+    if dup is not None:
         raise SeedError(
             f"seed id {dup!r} appears in two seeds files",
             path=path,
