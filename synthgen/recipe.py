@@ -14,7 +14,6 @@ import difflib
 import hashlib
 import json
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,9 +252,9 @@ def load_recipe(path: str | Path) -> Recipe:
     seeds: list[Seed] = []
     for seeds_path in recipe.seeds:
         seeds.extend(load_seeds(seeds_path, language=recipe.language))
-    counts = Counter(s.id for s in seeds)  # one pass: list.count per id was quadratic in the seeds
-    dup = next((i for i, n in counts.items() if n > 1), None)
-    if dup is not None:
+    ids = [s.id for s in seeds]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
         raise SeedError(
             f"seed id {dup!r} appears in two seeds files",
             path=path,

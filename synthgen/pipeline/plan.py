@@ -87,5 +87,5 @@ async def walk(
         items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
         if limit is not None:
             items = items[:limit]
-        rows[step.name] = await produce(StepPlan(recipe, step, generator, items, upstream, splits))
+        rows[step.name] = await produce(StepPlan(recipe, step, generator, items, upstream, splits=splits))
     return rows

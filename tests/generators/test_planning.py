@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from synthgen.errors import SeedError
 from synthgen.generators.base import Generator, GeneratorContext, WorkItem
 from synthgen.generators.dialogue import DialogueGenerator
 from synthgen.generators.preference import PreferenceGenerator
@@ -162,16 +161,3 @@ def test_planned_items_keep_their_ids_and_rng_seeds() -> None:
     )
     prefs = PreferenceGenerator(PreferenceGenerator.Config()).plan(seeds, splits, 13, "prefs")
     assert [(i.id, i.payload) for i in prefs[:2]] == [("matricula-00000", {}), ("matricula-00001", {})]
-
-
-def test_a_seed_id_in_two_seeds_files_is_named(tmp_path: Path) -> None:
-    """Loading checks ids across files in one pass (it counted each id in the list, quadratically)."""
-    for name, ids in (("a.jsonl", ["x-1", "x-2", "x-3"]), ("b.jsonl", ["y-1", "x-3", "x-2"])):
-        lines = (f'{{"id": "{i}", "topic": "t", "question": "¿{i}?", "answer": "{i}."}}' for i in ids)
-        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    demo = (ROOT / "recipes" / "offline-demo" / "recipe.yaml").read_text(encoding="utf-8")
-    demo = demo.replace("seeds: ../../seeds/faculty-sciences-es/seeds.yaml", "seeds: [a.jsonl, b.jsonl]")
-    demo = demo.replace("../../seeds/", f"{ROOT / 'seeds'}/")
-    (tmp_path / "recipe.yaml").write_text(demo, encoding="utf-8")
-    with pytest.raises(SeedError, match="seed id 'x-2' appears in two seeds files"):
-        load_recipe(tmp_path / "recipe.yaml")
