@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import heapq
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,12 +137,15 @@ def _sample(items: list[Any], limit: int | None, seed: int, kind: str, key: Any)
     return [x for i, x in enumerate(items) if i in keep]
 
 
-def _related(seed: Seed, seeds: Sequence[Seed], recipe_seed: int) -> tuple[str, ...]:
-    pool = sorted(
-        (s for s in seeds if s.topic == seed.topic and s.id != seed.id),
+def _related(seed: Seed, topic: Sequence[Seed], recipe_seed: int) -> tuple[str, ...]:
+    """The seed and the ``RELATED`` others of its ``topic`` (the topic's seeds) first by hash: a
+    partial sort of the topic, not a scan of all seeds per question."""
+    pool = heapq.nsmallest(
+        RELATED,
+        (s for s in topic if s.id != seed.id),
         key=lambda s: item_seed(recipe_seed, "related", seed.id, s.id),
     )
-    return (seed.id, *(s.id for s in pool[:RELATED]))
+    return (seed.id, *(s.id for s in pool))
 
 
 def _words(text: str) -> set[str]:
@@ -174,6 +178,9 @@ class _Builder:
     ) -> None:
         self.ev, self.run, self.client, self.prompts, self.language = ev, run, client, prompts, language
         self.seeds = list(ev.generation.loaded_seeds)
+        self.topics: dict[str, list[Seed]] = {}  # built once: a question's facts come from its topic
+        for seed in self.seeds:
+            self.topics.setdefault(seed.topic, []).append(seed)
         self.out = Sets()
 
     def follow_up(self, qid: str) -> str | None:
@@ -199,8 +206,8 @@ class _Builder:
         """A question that ``seed`` answers: its gold answer is the reference, its cluster the seed."""
         return Question(
             id=qid, set=set_name, text=text, cluster=seed.id, topic=seed.topic, seed_id=seed.id,
-            fact_ids=_related(seed, self.seeds, self.ev.seed), reference=seed.answer, flags=flags,
-            follow_up=self.follow_up(qid),
+            fact_ids=_related(seed, self.topics[seed.topic], self.ev.seed), reference=seed.answer,
+            flags=flags, follow_up=self.follow_up(qid),
         )  # fmt: skip
 
     def heldout(self, config: HeldOut) -> None:

@@ -11,11 +11,12 @@ and lets :class:`~synthgen.errors.CompletionFailed` propagate: the runner record
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,9 +60,36 @@ class WorkItem:
         return random.Random(self.rng_seed)
 
 
+class _Without(Sequence[str]):
+    """``ids`` less the one at ``skip``, without a copy: a per-item pool in O(1) memory."""
+
+    __slots__ = ("_ids", "_skip")
+
+    def __init__(self, ids: Sequence[str], skip: int) -> None:
+        self._ids, self._skip = ids, skip
+
+    def __len__(self) -> int:
+        return len(self._ids) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return self._ids[index + (index >= self._skip)]
+
+
 @dataclass
 class GeneratorContext:
-    """What a generator may use: the client, named profiles, seeds, personas and the recipe's contract."""
+    """What a generator may use: the client, named profiles, seeds, personas and the recipe's contract.
+
+    ``splits`` (seed id -> ``train``/``test``) lets a generator keep an item's facts within its seed's
+    split; a context built without them treats all seeds as one split."""
 
     client: ChatClient
     profiles: Mapping[str, ModelProfile]
@@ -75,9 +103,42 @@ class GeneratorContext:
     step: str
     upstream: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     version: str = ""
+    splits: Mapping[str, str] = field(default_factory=dict)
+    # (topic, split or None) -> seeds in ``seeds`` order, built on first use: one pass over the seeds
+    # per context, not one per item (a scan per item made planning quadratic in the seeds)
+    _topics: dict[tuple[str, str | None], list[Seed]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _sorted_ids: dict[tuple[str, str | None], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
-    def by_topic(self, topic: str) -> list[Seed]:
-        return [s for s in self.seeds.values() if s.topic == topic]
+    def by_topic(self, topic: str, split: str | None = None) -> list[Seed]:
+        """Seeds of ``topic`` (only those ``splits`` puts in ``split``, when given), in ``seeds`` order."""
+        return list(self._index().get((topic, split), ()))
+
+    def related(self, seed: Seed, k: int, rng: random.Random) -> list[Seed]:
+        """Up to ``k`` other seeds of ``seed``'s topic and split, drawn with ``rng``.
+
+        The draw is ``rng.sample(sorted ids of the others, k)``, consuming ``rng`` exactly as that
+        would (datasets and cache keys depend on it), but costs O(k + log n), not O(n), per item."""
+        key = (seed.topic, self.splits.get(seed.id))
+        ids = self._sorted_ids.get(key)
+        if ids is None:
+            ids = self._sorted_ids[key] = tuple(sorted(s.id for s in self._index().get(key, ())))
+        at = bisect.bisect_left(ids, seed.id)
+        pool: Sequence[str] = _Without(ids, at) if at < len(ids) and ids[at] == seed.id else ids
+        return [self.seeds[i] for i in rng.sample(pool, min(k, len(pool)))]
+
+    def _index(self) -> dict[tuple[str, str | None], list[Seed]]:
+        if self._topics is None:
+            self._topics = {}
+            for s in self.seeds.values():
+                self._topics.setdefault((s.topic, None), []).append(s)
+                split = self.splits.get(s.id)
+                if split is not None:
+                    self._topics.setdefault((s.topic, split), []).append(s)
+        return self._topics
 
     async def complete(
         self,

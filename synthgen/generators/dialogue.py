@@ -13,7 +13,6 @@ so cached answers are per item and a re-run reproduces the dataset. All randomne
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -116,20 +115,17 @@ class DialogueGenerator(Generator):
         step: str,
         upstream: Sequence[Mapping[str, Any]] = (),
     ) -> list[WorkItem]:
-        """``per_seed`` items per seed; related facts come only from the seed's own split, so a test
-        seed's answer never reaches a training dialogue."""
-        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for s in seeds:
-            groups[s.topic, splits[s.id]].append(s.id)
+        """``per_seed`` items per seed. An item carries only its variant number: its related seeds are
+        drawn in ``generate`` from the seed's topic and split (``ctx.related``), so a test seed's answer
+        never reaches a training dialogue and the plan stays linear in the seeds (a list of the topic's
+        other seeds per item made it quadratic)."""
         items = []
         for seed in seeds:
             split = splits[seed.id]
-            related = sorted(i for i in groups[seed.topic, split] if i != seed.id)
             for k in range(self.config.per_seed):
                 item_id = f"{seed.id}/{k}"
                 rng_seed = item_seed(recipe_seed, step, item_id)
-                payload = {"related": related, "variant": k}
-                items.append(WorkItem(item_id, (seed.id,), split, rng_seed, payload))
+                items.append(WorkItem(item_id, (seed.id,), split, rng_seed, {"variant": k}))
         return items
 
     async def generate(self, item: WorkItem, ctx: GeneratorContext) -> list[dict[str, Any]]:
@@ -139,11 +135,7 @@ class DialogueGenerator(Generator):
         rng = item.rng()  # draw order is part of the dataset's identity: persona, turns, related seeds
         persona = rng.choice(self._personas(ctx, template_language))
         n_turns = rng.randint(*cfg.turns)
-        candidates = item.payload.get("related")
-        if candidates is None:  # an item not made by plan(): any other seed of the topic
-            candidates = [s.id for s in ctx.by_topic(seed.topic)]
-        pool = sorted(i for i in candidates if i in ctx.seeds and i != seed.id)
-        related = [ctx.seeds[i] for i in rng.sample(pool, min(cfg.related_seeds, len(pool)))]
+        related = ctx.related(seed, cfg.related_seeds, rng)
 
         facts = facts_block([seed, *related])
         language = language_name(ctx.language)

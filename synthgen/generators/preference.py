@@ -14,7 +14,6 @@ rejected as ``all_bad``.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +34,8 @@ __all__ = ["PoolMember", "PreferenceGenerator"]
 
 ASSISTANT_ROLE = "assistant"
 Message = dict[str, str]
+# what generate reads of an upstream dialogue row: an item holds these, not a copy of the whole row
+_UPSTREAM_FIELDS = ("seed_ids", "messages", "topic")
 
 
 class PoolMember(BaseModel):
@@ -100,9 +101,10 @@ class PreferenceGenerator(Generator):
         step: str,
         upstream: Sequence[Mapping[str, Any]] = (),
     ) -> list[WorkItem]:
-        """One item per upstream dialogue when the step reads one, else one per seed. A seed item's
-        related facts come only from its own split, as in the dialogue generator: no test seed's
-        answer reaches a training pair."""
+        """One item per upstream dialogue when the step reads one (carrying the few fields of the row
+        it uses), else one per seed (carrying nothing: ``generate`` draws its related seeds from the
+        seed's topic and split with ``ctx.related``, as the dialogue generator does, so no test seed's
+        answer reaches a training pair and the plan stays linear in the seeds)."""
         if upstream:
             return [
                 WorkItem(
@@ -110,20 +112,13 @@ class PreferenceGenerator(Generator):
                     seed_ids=tuple(row["seed_ids"]),
                     split=splits[row["seed_ids"][0]],
                     rng_seed=item_seed(recipe_seed, step, str(row["dialogue_id"])),
-                    payload=dict(row),
+                    payload={k: row[k] for k in _UPSTREAM_FIELDS if k in row},
                 )
                 for row in upstream
             ]
-        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for s in seeds:
-            groups[s.topic, splits[s.id]].append(s.id)
         return [
             WorkItem(
-                id=s.id,
-                seed_ids=(s.id,),
-                split=splits[s.id],
-                rng_seed=item_seed(recipe_seed, step, s.id),
-                payload={"related": sorted(i for i in groups[s.topic, splits[s.id]] if i != s.id)},
+                id=s.id, seed_ids=(s.id,), split=splits[s.id], rng_seed=item_seed(recipe_seed, step, s.id)
             )
             for s in seeds
         ]
@@ -197,8 +192,7 @@ class PreferenceGenerator(Generator):
         if "seed_ids" in item.payload:
             return [ctx.seeds[i] for i in item.payload["seed_ids"]]
         seed = ctx.seeds[item.seed_ids[0]]
-        pool = sorted(i for i in item.payload.get("related", ()) if i in ctx.seeds)
-        return [seed, *(ctx.seeds[i] for i in rng.sample(pool, min(self.config.related_seeds, len(pool))))]
+        return [seed, *ctx.related(seed, self.config.related_seeds, rng)]
 
     def _prompt(self, item: WorkItem, ctx: GeneratorContext, facts: str, rng: random.Random) -> list[Message]:
         """Published context ending in a user turn: a dialogue prefix, or system + the seed question."""

@@ -9,7 +9,7 @@ the first item offline, or simulate every item).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from synthgen.determinism import item_seed
@@ -41,7 +41,7 @@ def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int)
 
 @dataclass(frozen=True)
 class StepPlan:
-    """One step, resolved: its generator, its work items and the upstream rows they were planned from."""
+    """One step, resolved: its generator, its work items, the upstream rows and splits they were planned from."""
 
     recipe: Recipe
     step: Step
@@ -49,6 +49,7 @@ class StepPlan:
     items: list[WorkItem]
     upstream: Sequence[Mapping[str, Any]]
     skipped: str | None = None  # why the step has nothing to do (its ``from`` step produced no row)
+    splits: Mapping[str, str] = field(default_factory=dict)
 
     def context(
         self, client: ChatClient, profiles: Mapping[str, ModelProfile], prompts: PromptLibrary
@@ -68,6 +69,7 @@ class StepPlan:
             step=step.name,
             upstream={step.from_: self.upstream} if step.from_ else {},
             version=f"{self.generator.name}/{self.generator.version}",
+            splits=self.splits,
         )
 
 
@@ -85,10 +87,12 @@ async def walk(
         upstream = rows.get(step.from_, []) if step.from_ else []
         if step.from_ and not upstream:  # never plan from nothing: a generator may fall back to seeds
             skipped = f"its input step {step.from_!r} produced no row"
-            rows[step.name] = await produce(StepPlan(recipe, step, generator, [], upstream, skipped))
+            rows[step.name] = await produce(
+                StepPlan(recipe, step, generator, [], upstream, skipped, splits=splits)
+            )
             continue
         items = generator.plan(recipe.loaded_seeds, splits, recipe.seed, step.name, upstream)
         if limit is not None:
             items = items[:limit]
-        rows[step.name] = await produce(StepPlan(recipe, step, generator, items, upstream))
+        rows[step.name] = await produce(StepPlan(recipe, step, generator, items, upstream, splits=splits))
     return rows

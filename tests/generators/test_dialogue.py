@@ -58,7 +58,7 @@ def make_ctx(client: ChatClient, **changes: Any) -> GeneratorContext:
     values: dict[str, Any] = {
         "client": client, "profiles": PROFILES, "seeds": {s.id: s for s in SEEDS}, "personas": PERSONAS,
         "prompts": PromptLibrary("es"), "language": "es", "system_prompt": SYSTEM_PROMPT,
-        "grounding": "closed_book", "recipe_seed": 13, "step": "dialogues",
+        "grounding": "closed_book", "recipe_seed": 13, "step": "dialogues", "splits": SPLITS,
     }  # fmt: skip
     return GeneratorContext(**{**values, **changes})
 
@@ -129,13 +129,13 @@ def asking(n: int) -> tuple[str, bool]:
 # -- tests ------------------------------------------------------------------------------------------
 
 
-def test_plan_is_per_seed_with_stable_ids_and_same_split_related_seeds() -> None:
+def test_plan_is_per_seed_with_stable_ids_and_variants() -> None:
     gen = make_gen(per_seed=3)
     items = items_of(gen)
     assert [i.id for i in items[:3]] == ["mat-01/0", "mat-01/1", "mat-01/2"]
     assert len(items) == 3 * len(SEEDS) and len({i.rng_seed for i in items}) == len(items)
     assert all(i.split == SPLITS[i.seed_ids[0]] for i in items)
-    assert items[0].payload["related"] == ["mat-02", "mat-03"]  # mat-04 is in test: never a train fact
+    assert [i.payload for i in items[:3]] == [{"variant": 0}, {"variant": 1}, {"variant": 2}]
     assert [i.rng_seed for i in items] == [i.rng_seed for i in items_of(make_gen(per_seed=3))]
     assert gen.profiles_used() == ["student", "assistant"] and gen.prompt_roles() == ["student", "assistant"]
 
@@ -155,7 +155,9 @@ async def test_offline_rows_are_valid_alternating_dialogues_within_the_turn_rang
         assert normalized(messages[1]["content"]) != normalized(seed.question)
         assert row["prompt_id"] == prompt_id(messages[1]["content"])
         assert row["seed_ids"][0] == seed.id and row["topic"] == seed.topic
-        assert set(row["seed_ids"][1:]) <= {s.id for s in SEEDS if s.topic == seed.topic and s.id != seed.id}
+        # related facts: same topic and same split (mat-04 is a test seed: never a train fact)
+        same = {s.id for s in SEEDS if s.topic == seed.topic and SPLITS[s.id] == SPLITS[seed.id]}
+        assert set(row["seed_ids"][1:]) <= same - {seed.id}
         assert row["persona"] in {p.id for p in PERSONAS}
         assert row["generator"] == "dialogue" and row["model"].startswith("gpt-4o-")
     assert len({r["dialogue_id"] for r in rows}) == len(rows)

@@ -121,6 +121,7 @@ def context(
         recipe_seed=13,
         step="prefs",
         version="1",
+        splits=SPLITS,
     )
 
 
