@@ -27,6 +27,7 @@ class StepCounts:
     seconds: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the step did not run (its input step produced no row)
+    stopped_early: str | None = None  # why scheduling stopped (its first items all failed alike)
 
     @property
     def failure_rate(self) -> float:

@@ -199,6 +199,7 @@ class _Runner:
             outcome = step_run.collect()
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
             outcome.counts.skipped = plan.skipped
+            outcome.counts.stopped_early = step_run.stopped_early
             steps[plan.step.name] = outcome.counts
             dataset_usage.merge(step_run.usage.snapshot())
             for kind, records in outcome.reports.items():
@@ -265,6 +266,8 @@ def _problems(
     for name, counts in steps.items():
         if counts.skipped:
             problems.append(f"step {name} did not run: {counts.skipped}")
+        if counts.stopped_early:
+            problems.append(f"step {name}: {counts.stopped_early} (fix the cause, then re-run to go on)")
         if counts.failed and counts.failure_rate > max_failure_rate:
             reasons = ", ".join(
                 f"{r} x{n}" for r, n in sorted(counts.failures.items(), key=lambda x: -x[1])[:3]

@@ -58,6 +58,10 @@ class StepSettings:
     near_duplicate_threshold: float
     retry_failed: bool = False  # retry every failed item, permanent failures too
     progress_seconds: float | None = None  # without a bar: a progress line this often
+    # stop scheduling when this invocation's first N finished items all failed for one reason: a
+    # wrong model name, parameter or token limit fails every item alike, and paying for each proves
+    # nothing more (0: never stop early)
+    stop_after_same_failures: int = 10
 
 
 @dataclass
@@ -91,6 +95,7 @@ class StepRun:
         self.kind = output_kind(generator.output)
         self.counts = StepCounts(generator.name, generator.version, generator.output)
         self.usage = UsageMeter()  # over every journaled item: all invocations that built this step
+        self.stopped_early: str | None = None
 
     async def execute(self, ctx: GeneratorContext) -> bool:
         """Generate every item not yet journaled; True when the budget stopped scheduling."""
@@ -109,10 +114,13 @@ class StepRun:
         meter = self.meter
         status: Counter[str] = Counter(entry["status"] for entry in done.values())
         budget_stop = False
+        first: list[str | None] = []  # this invocation's first finished items: their failure reason
 
         async def worker() -> None:
             nonlocal budget_stop
             for item in pending:
+                if self._same_failures(first):
+                    return
                 reservation = self.cost.estimate
                 if not self.budget.reserve(reservation):
                     budget_stop = True
@@ -124,6 +132,8 @@ class StepRun:
                 self.cost.observe(entry.pop("__cost_usd"))
                 self.journal.append(entry)
                 status[entry["status"]] += 1
+                if len(first) < self.settings.stop_after_same_failures:
+                    first.append(entry["reason"] if entry["status"] == "failed" else None)
                 bar.update()
                 total = meter.total()
                 bar.set_postfix(
@@ -172,6 +182,14 @@ class StepRun:
             bar.close()
             self.journal.close()
         return budget_stop
+
+    def _same_failures(self, first: list[str | None]) -> bool:
+        """True once the first ``stop_after_same_failures`` items all failed for the same reason."""
+        n = self.settings.stop_after_same_failures
+        if n and len(first) == n and first[0] is not None and first.count(first[0]) == n:
+            self.stopped_early = f"its first {n} items all failed with {first[0]}: stopped early"
+            return True
+        return False
 
     def _retry(self, entry: dict[str, Any]) -> bool:
         return entry["status"] == "failed" and (self.settings.retry_failed or transient(entry["reason"]))

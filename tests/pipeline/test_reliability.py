@@ -287,3 +287,18 @@ def test_the_api_bounds_concurrency_as_the_cli_does(tmp_path: Path, concurrency:
     with pytest.raises(ConfigError, match=r"outside 1\.\.1024"):
         run(DEMO, out=tmp_path / "run", offline=True, limit=1, concurrency=concurrency)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_step_whose_first_items_all_fail_alike_stops_instead_of_paying_for_every_item(
+    tmp_path: Path, server: OpenAIServer
+) -> None:
+    """Every answer is cut at the token limit (a limit set too low fails every item the same way)."""
+    server.config.fault_rate, server.config.faults = 1.0, ("truncated",)
+    recipe = recipe_file(tmp_path, server.url, max_concurrency=2)
+    with pytest.raises(RunFailed, match=r"first 10 items all failed with length: stopped early") as failed:
+        run(recipe, out=tmp_path / "run", limit=40)
+    assert "fix the cause, then re-run" in str(failed.value)
+    journal = (tmp_path / "run" / ".synthgen" / "journal" / "dialogues.jsonl").read_text().splitlines()
+    assert 10 <= len(journal) <= 10 + 4  # the first ten, and at most what the 4 workers had in flight
+    server.config.fault_rate = 0.0  # fixed: the same command goes on with the rest
+    assert run(recipe, out=tmp_path / "run", limit=40).steps["dialogues"].not_started == 0
