@@ -30,7 +30,7 @@ from tests.integration.servers import (
 pytestmark = pytest.mark.integration
 
 LIMIT = 3
-#: what `structured_output: auto` / `synthgen doctor` should find for this server (not on main yet)
+#: what `structured_output: auto` / `synthgen doctor` should find for this server
 EXPECTED_STRUCTURED_OUTPUT = "json_schema"
 
 
@@ -133,3 +133,33 @@ def test_run_against_llama_server_accounts_for_every_item_and_token(
     # run failed) must equal llama-server's own counters over the run. A difference here is an
     # accounting bug in synthgen (or a counting difference to report), not a reason to loosen this.
     assert outcome.usage == server
+
+
+def test_doctor_finds_what_this_server_does_and_auto_picks_it(
+    llama_server: Server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`synthgen doctor` probes the real server; a profile left on `auto` then uses what it found."""
+    from synthgen import doctor, load_recipe
+    from synthgen.llm.probe import capabilities
+
+    monkeypatch.setenv(KEY_ENV, "dummy")
+    monkeypatch.setenv("SYNTHGEN_HOME", str(tmp_path / "home"))
+    path = write_recipe(
+        tmp_path / "recipe",
+        base_url=llama_server.base_url,
+        model=llama_server.model,
+        structured_output="auto",
+        max_tokens=64,
+    )
+    [report] = doctor(path)
+    found = report.capabilities
+    assert found.reachable, found.error
+    assert found.json_schema == "enforced"
+    assert found.structured_output == EXPECTED_STRUCTURED_OUTPUT == "json_schema"
+    assert found.probe_requests >= 2
+    profile = load_recipe(path).models["assistant"]
+    assert profile.structured_output == "auto"
+    import asyncio
+
+    cached = asyncio.run(capabilities(profile))  # the cache doctor refreshed: no new request
+    assert cached.structured_output == "json_schema" and cached.probed_at == found.probed_at

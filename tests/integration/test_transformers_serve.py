@@ -23,7 +23,7 @@ from tests.integration.servers import Server, http_post_json
 pytestmark = pytest.mark.integration
 
 LIMIT = 2  # it decodes one request at a time, slowly on CPU
-#: what `structured_output: auto` / `synthgen doctor` should find for this server (not on main yet)
+#: what `structured_output: auto` / `synthgen doctor` should find for this server
 EXPECTED_STRUCTURED_OUTPUT = "json_object"
 
 
@@ -114,3 +114,33 @@ def test_run_against_transformers_serve_accounts_for_every_item(
     # EXACT on purpose (issue 12): every paid response synthgen counted is one the server answered 200
     assert outcome.usage["requests"] == served
     assert outcome.usage["completion_tokens"] > 0
+
+
+def test_doctor_finds_what_this_server_does_and_auto_picks_it(
+    transformers_server: Server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`synthgen doctor` probes the real server; a profile left on `auto` then uses what it found."""
+    from synthgen import doctor, load_recipe
+    from synthgen.llm.probe import capabilities
+
+    monkeypatch.setenv(KEY_ENV, "dummy")
+    monkeypatch.setenv("SYNTHGEN_HOME", str(tmp_path / "home"))
+    path = write_recipe(
+        tmp_path / "recipe",
+        base_url=transformers_server.base_url,
+        model=transformers_server.model,
+        structured_output="auto",
+        max_tokens=64,
+    )
+    [report] = doctor(path)
+    found = report.capabilities
+    assert found.reachable, found.error
+    assert found.json_schema == "ignored"
+    assert found.structured_output == EXPECTED_STRUCTURED_OUTPUT == "json_object"
+    assert found.probe_requests >= 2
+    profile = load_recipe(path).models["assistant"]
+    assert profile.structured_output == "auto"
+    import asyncio
+
+    cached = asyncio.run(capabilities(profile))  # the cache doctor refreshed: no new request
+    assert cached.structured_output == "json_object" and cached.probed_at == found.probed_at
