@@ -165,8 +165,12 @@ def estimate(
             f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}"
         )
         for model, m in step.by_model.items():
-            click.echo(f"  {model}: ~{m['calls']:.0f} calls, ~${m['usd']:.2f}")
-    click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}")
+            usd = (
+                f"~${m['usd']:.2f}" if m.get("priced", True) else "n/a (unpriced: set prices on its profile)"
+            )
+            click.echo(f"  {model}: ~{m['calls']:.0f} calls, {usd}")
+    unpriced = f" + n/a for unpriced {', '.join(result.unpriced)}" if result.unpriced else ""
+    click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}{unpriced}")
 
 
 @main.command()
@@ -227,9 +231,11 @@ def run(
             f"{name}: {c.rows} rows from {c.items} items ({c.failed} failed, {c.rejected} rejected, "
             f"{c.not_started} not started)"
         )
+    unpriced = result.usage.get("unpriced_models") or []
     click.echo(
-        f"cost ${result.cost_usd:.4f}; {result.usage['total']['total_tokens']} tokens; "
-        f"{result.usage['cache_hits']} cache hits"
+        f"cost ${result.cost_usd:.4f}"
+        + (f" + n/a for unpriced {', '.join(unpriced)}" if unpriced else "")
+        + f"; {result.usage['total']['total_tokens']} tokens; {result.usage['cache_hits']} cache hits"
     )
     if result.budget["exhausted"]:
         left = sum(c.not_started for c in result.steps.values())

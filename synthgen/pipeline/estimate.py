@@ -55,11 +55,19 @@ class CostEstimate:
     def tokens(self) -> float:
         return sum(s.prompt_tokens + s.completion_tokens for s in self.steps.values())
 
+    @property
+    def unpriced(self) -> list[str]:
+        """Models with no known price: their calls are not in ``usd`` (shown as n/a, never as $0)."""
+        return sorted(
+            {m for s in self.steps.values() for m, v in s.by_model.items() if not v.get("priced", True)}
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "token_counter": self.token_counter,
             "usd": self.usd,
+            "unpriced": self.unpriced,
             "tokens": self.tokens,
             "steps": {k: asdict(v) for k, v in self.steps.items()},
         }
@@ -166,6 +174,7 @@ def _step_estimate(
             "prompt_tokens": scaled.prompt_tokens,
             "completion_tokens": scaled.completion_tokens,
             "usd": cost_usd(scaled, prices),
+            "priced": prices is not None,
         }
     return StepEstimate(
         items=items,

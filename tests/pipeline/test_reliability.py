@@ -302,3 +302,18 @@ def test_a_step_whose_first_items_all_fail_alike_stops_instead_of_paying_for_eve
     assert 10 <= len(journal) <= 10 + 4  # the first ten, and at most what the 4 workers had in flight
     server.config.fault_rate = 0.0  # fixed: the same command goes on with the rest
     assert run(recipe, out=tmp_path / "run", limit=40).steps["dialogues"].not_started == 0
+
+
+def test_unpriced_models_show_as_n_a_never_as_zero_dollars(tmp_path: Path, server: OpenAIServer) -> None:
+    from click.testing import CliRunner
+
+    from synthgen.cli import main
+
+    recipe = recipe_file(tmp_path, server.url, model="my-local-llama")
+    estimated = CliRunner().invoke(main, ["estimate", str(recipe), "--offline"])
+    assert estimated.exit_code == 0, estimated.output
+    assert "my-local-llama: ~" in estimated.output and "n/a (unpriced" in estimated.output
+    assert "+ n/a for unpriced my-local-llama" in estimated.output
+    ran = CliRunner().invoke(main, ["run", str(recipe), "--out", str(tmp_path / "run"), "--limit", "1"])
+    assert ran.exit_code == 0, ran.output
+    assert "+ n/a for unpriced my-local-llama" in ran.output
