@@ -24,7 +24,7 @@ _EXPORTS = {
     "Candidate": "records",
     "ChatClient": "llm.client",
     "ChatMessage": "records",
-    "Completion": "llm.client",
+    "Completion": "llm.answer",
     "CompletionFailed": "errors",
     "ConfigError": "errors",
     "CostEstimate": "pipeline.estimate",
@@ -107,8 +107,9 @@ if TYPE_CHECKING:
     from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
     from synthgen.generators.registry import available_generators, get_generator, refresh_generators
     from synthgen.hub.publish import PublishResult, publish
+    from synthgen.llm.answer import Completion
     from synthgen.llm.cache import ResponseCache
-    from synthgen.llm.client import ChatClient, Completion
+    from synthgen.llm.client import ChatClient
     from synthgen.llm.limits import Limits
     from synthgen.llm.profile import ModelProfile, Prices
     from synthgen.llm.usage import TokenUsage, UsageMeter

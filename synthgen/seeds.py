@@ -10,7 +10,7 @@ are empty; control characters such as NUL are refused); a seed's language is its
 the file's top-level ``language``, else the ``language`` argument, else ``"es"``. Files are read by
 :mod:`synthgen.textfiles` (encodings, NULs, YAML syntax and alias bombs reported at their line).
 
-One module on purpose (~400 lines): the three formats share the models, the line bookkeeping and the
+One module on purpose (~460 lines): the three formats share the models, the line bookkeeping and the
 error wording, and reading them side by side is how a format's error stays as good as the others'.
 """
 

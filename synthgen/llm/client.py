@@ -12,9 +12,9 @@ has no valid answer raises :class:`CompletionFailed` with a reason: callers reco
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
 model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
 
-One module on purpose (~400 lines): a request's life (cache, limits, attempt, re-ask, enlarge, count)
+One module on purpose (~440 lines): a request's life (cache, limits, attempt, re-ask, enlarge, count)
 reads as one story; its parts with a concept of their own already live beside it (retries,
-structured, limits, cache, usage).
+structured, limits, cache, usage, probe, and reading one answer: answer).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
@@ -33,14 +32,14 @@ import pydantic
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from synthgen.errors import CompletionFailed, ProviderError
+from synthgen.llm.answer import Completion, Invalid, cut_message, read_answer
 from synthgen.llm.cache import ResponseCache, fingerprint
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
 from synthgen.llm.probe import Capabilities, cached
 from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
-from synthgen.llm.secrets import scrub
-from synthgen.llm.structured import describe, json_schema, reask_message, response_format, with_schema_note
+from synthgen.llm.structured import json_schema, reask_message, response_format, with_schema_note
 from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
 
 __all__ = ["ChatClient", "Completion", "Message"]
@@ -51,29 +50,6 @@ Message = dict[str, str]
 SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
 SAMPLE_HEADER = "x-synthgen-sample"
 _MAX_ENLARGEMENTS = 2  # a truncated answer is asked again with 2x, then 4x the token limit
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One validated answer. ``parsed`` is the schema instance for structured requests."""
-
-    content: str
-    parsed: Any
-    model: str
-    system_fingerprint: str | None
-    finish_reason: str
-    usage: TokenUsage
-    cached: bool
-    attempts: int
-    key: str
-
-
-class _Invalid(Exception):
-    """An answer that parsed as a completion but not as the schema; re-asked with the error."""
-
-    def __init__(self, reason: str, detail: str, content: str) -> None:
-        self.reason, self.detail, self.content = reason, detail, content
-        super().__init__(detail)
 
 
 class ChatClient:
@@ -275,14 +251,14 @@ class ChatClient:
             attempts += n
             try:
                 completion = self._validate(raw, schema, profile, key, attempts)
-            except _Invalid as invalid:
+            except Invalid as invalid:
                 if invalid.reason in ("refusal", "content_filter"):
                     raise CompletionFailed(invalid.detail, reason=invalid.reason, attempts=attempts) from None
                 if invalid.reason == "length":
                     field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
                     if field not in params or enlargements == _MAX_ENLARGEMENTS:
                         raise CompletionFailed(
-                            _cut(invalid.detail, profile, field, params.get(field)),
+                            cut_message(invalid.detail, profile, field, params.get(field)),
                             reason="length",
                             attempts=attempts,
                         ) from None
@@ -444,8 +420,7 @@ class ChatClient:
     def _unanswered(self, profile: ModelProfile) -> None:
         """A request sent whose answer we stopped waiting for: the server may bill it, so it counts
         as a request of unknown tokens (``unanswered``), never as nothing."""
-        prices = Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
-        self.meter.record(profile.model, TokenUsage(requests=1, unanswered=1), prices)
+        self.meter.record(profile.model, TokenUsage(requests=1, unanswered=1), self._prices(profile))
 
     def _validate(
         self,
@@ -455,59 +430,13 @@ class ChatClient:
         key: str,
         attempts: int,
     ) -> Completion:
-        """Record usage of a paid response, then check it; raise :class:`_Invalid` to re-ask."""
+        """Record usage of a paid response, then check it; raise :class:`Invalid` to re-ask."""
         if not isinstance(response, openai.types.chat.ChatCompletion):
             # a raw response whose content failed the SDK's parse: rebuild the plain completion
             response = openai.types.chat.ChatCompletion.construct(**json.loads(response.http_response.text))
         usage = TokenUsage.from_api(response.usage)
-        prices = Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
-        self.meter.record(response.model or profile.model, usage, prices)
-        choice = response.choices[0] if response.choices else None
-        if choice is None:
-            raise _Invalid("empty", "the response has no choices", "")
-        message = choice.message
-        # a server that echoes the request's key into an answer must not get it into the cache or rows
-        content = message.content or ""
-        secret_free = scrub(content, (profile.api_key_env,), shapes=False)
-        parsed = getattr(message, "parsed", None) if secret_free == content else None
-        content = secret_free
-        if getattr(message, "refusal", None):
-            refusal = scrub(str(message.refusal), (profile.api_key_env,))
-            raise _Invalid("refusal", f"the model refused: {refusal}", "")
-        if choice.finish_reason == "content_filter":
-            raise _Invalid("content_filter", "the provider's content filter stopped the answer", content)
-        if choice.finish_reason == "length":
-            extra = message.model_extra or {}
-            thinking = any(extra.get(f) for f in ("reasoning", "reasoning_content")) or usage.reasoning_tokens
-            if not content.strip() and thinking:
-                raise _Invalid(
-                    "length", "the model's thinking used the whole token budget before answering", ""
-                )
-            raise _Invalid("length", "the answer was cut", content)
-        if schema is not None and parsed is None:
-            try:
-                parsed = schema.model_validate_json(content)
-            except pydantic.ValidationError as exc:
-                reason = (
-                    "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
-                )
-                raise _Invalid(reason, describe(exc), content) from None
-        return Completion(
-            content=content,
-            parsed=parsed,
-            model=response.model or profile.model,
-            system_fingerprint=response.system_fingerprint,
-            finish_reason=choice.finish_reason or "stop",
-            usage=usage,
-            cached=False,
-            attempts=attempts,
-            key=key,
-        )
+        self.meter.record(response.model or profile.model, usage, self._prices(profile))
+        return read_answer(response, usage, schema, profile, key=key, attempts=attempts)
 
-
-def _cut(detail: str, profile: ModelProfile, field: str, limit: object) -> str:
-    """A ``length`` failure that names the profile, the limit reached and the field to raise."""
-    where = f"models.{profile.name}" if profile.name else "the profile"
-    if limit is None:
-        return f"{where}: {detail} at the server's default token limit; set {where}.max_tokens"
-    return f"{where}: {detail} at {field}={limit}; raise {where}.{field}"
+    def _prices(self, profile: ModelProfile) -> Prices | None:
+        return Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
