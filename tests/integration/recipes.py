@@ -16,6 +16,7 @@ import yaml
 
 from synthgen import RunFailed, RunResult, run
 from synthgen.rundir import RunDir
+from tests.integration.servers import Server
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "recipes" / "offline-demo" / "recipe.yaml"
@@ -159,3 +160,26 @@ def assert_accounted(outcome: Outcome, planned: dict[str, int]) -> None:
     for name, c in outcome.steps.items():
         reported = sum(1 for f in outcome.failures if f["step"] == name)
         assert reported == c["failed"], (name, reported, c)
+
+
+def assert_doctor_and_auto(server: Server, folder: Path, *, json_schema: str, mode: str) -> None:
+    """`synthgen doctor` probes the real server and finds ``json_schema`` (enforced, ignored); a
+    profile left on `auto` then uses ``mode`` from the cache the doctor refreshed, with no new request."""
+    import asyncio
+
+    from synthgen import doctor, load_recipe
+    from synthgen.llm.probe import capabilities
+
+    path = write_recipe(
+        folder, base_url=server.base_url, model=server.model, structured_output="auto", max_tokens=64
+    )
+    [report] = doctor(path)
+    found = report.capabilities
+    assert found.reachable, found.error
+    assert found.json_schema == json_schema
+    assert found.structured_output == mode
+    assert found.probe_requests >= 2
+    profile = load_recipe(path).models["assistant"]
+    assert profile.structured_output == "auto"
+    cached = asyncio.run(capabilities(profile))
+    assert cached.structured_output == mode and cached.probed_at == found.probed_at

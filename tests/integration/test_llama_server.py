@@ -15,6 +15,7 @@ import pytest
 from tests.integration.recipes import (
     KEY_ENV,
     assert_accounted,
+    assert_doctor_and_auto,
     planned_items,
     run_against_server,
     write_recipe,
@@ -138,28 +139,8 @@ def test_run_against_llama_server_accounts_for_every_item_and_token(
 def test_doctor_finds_what_this_server_does_and_auto_picks_it(
     llama_server: Server, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`synthgen doctor` probes the real server; a profile left on `auto` then uses what it found."""
-    from synthgen import doctor, load_recipe
-    from synthgen.llm.probe import capabilities
-
     monkeypatch.setenv(KEY_ENV, "dummy")
     monkeypatch.setenv("SYNTHGEN_HOME", str(tmp_path / "home"))
-    path = write_recipe(
-        tmp_path / "recipe",
-        base_url=llama_server.base_url,
-        model=llama_server.model,
-        structured_output="auto",
-        max_tokens=64,
+    assert_doctor_and_auto(
+        llama_server, tmp_path / "recipe", json_schema="enforced", mode=EXPECTED_STRUCTURED_OUTPUT
     )
-    [report] = doctor(path)
-    found = report.capabilities
-    assert found.reachable, found.error
-    assert found.json_schema == "enforced"
-    assert found.structured_output == EXPECTED_STRUCTURED_OUTPUT == "json_schema"
-    assert found.probe_requests >= 2
-    profile = load_recipe(path).models["assistant"]
-    assert profile.structured_output == "auto"
-    import asyncio
-
-    cached = asyncio.run(capabilities(profile))  # the cache doctor refreshed: no new request
-    assert cached.structured_output == "json_schema" and cached.probed_at == found.probed_at
