@@ -107,7 +107,9 @@ class EndpointSource(AnswerSource):
         if self.grounded is not None and facts:
             system = self.grounded(facts)
         messages = [{"role": "system", "content": system}, *turns]
-        completion = await self.client.complete(messages, profile=self.profile, version=VERSION)
+        completion = await self.client.complete(
+            messages, profile=self.profile, version=VERSION, call="candidate"
+        )
         return completion.content.strip()
 
     def describe(self) -> dict[str, Any]:

@@ -229,6 +229,7 @@ class _Builder:
                     schema=Paraphrase,
                     sample=k,
                     version=VERSION,
+                    call="paraphraser",
                 )
             except CompletionFailed as exc:
                 return exc

@@ -147,14 +147,19 @@ class GeneratorContext:
         profile: str,
         schema: type[BaseModel] | None = None,
         sample: int = 0,
+        call: str = "",
     ) -> Completion:
-        """A call through the run's client, with this generator's version in the cache key."""
+        """A call through the run's client, with this generator's version in the cache key.
+
+        ``call`` names the request's role (``student``, ``assistant``, ...) in failure messages.
+        """
         return await self.client.complete(
             [dict(m) for m in messages],
             profile=self.profiles[profile],
             schema=schema,
             sample=sample,
             version=self.version,
+            call=call,
         )
 
 

@@ -169,7 +169,7 @@ class DialogueGenerator(Generator):
             if turn.satisfied and len(conversation) // 2 >= cfg.turns[0]:
                 break
             conversation.append({"role": "user", "content": turn.message.strip()})
-            reply = await ctx.complete([system, *conversation], profile=cfg.assistant)
+            reply = await ctx.complete([system, *conversation], profile=cfg.assistant, call="assistant")
             if not reply.content.strip():
                 raise Rejected("empty_turn", "assistant")
             conversation.append({"role": "assistant", "content": reply.content.strip()})
@@ -192,7 +192,9 @@ class DialogueGenerator(Generator):
     async def _student(self, ctx: GeneratorContext, prompt: str, *, sample: int) -> StudentTurn:
         request = [{"role": "user", "content": prompt}]
         profile = self.config.student
-        completion = await ctx.complete(request, profile=profile, schema=StudentTurn, sample=sample)
+        completion = await ctx.complete(
+            request, profile=profile, schema=StudentTurn, sample=sample, call="student"
+        )
         turn: StudentTurn = completion.parsed
         if not turn.message.strip():
             raise Rejected("empty_turn", "student")

@@ -180,7 +180,10 @@ class DocumentsGenerator(Generator):
             facts=unwrap(p["text"]),
         )
         completion = await ctx.complete(
-            [{"role": "user", "content": prompt}], profile=self.config.profile, schema=QAPairs
+            [{"role": "user", "content": prompt}],
+            profile=self.config.profile,
+            schema=QAPairs,
+            call="question writer",
         )
         pairs: list[QAPair] = completion.parsed.pairs[: self.config.per_chunk]
         existing = [question_tokens(s.question) for s in ctx.seeds.values()]

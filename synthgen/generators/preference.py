@@ -140,7 +140,9 @@ class PreferenceGenerator(Generator):
             profile = _with_temperature(ctx.profiles[spec.profile], spec.temperature)
             system = grounded if spec.grounded else ctx.system_prompt
             messages = [{"role": "system", "content": system}, *turns]
-            completion = await ctx.client.complete(messages, profile=profile, sample=k, version=ctx.version)
+            completion = await ctx.client.complete(
+                messages, profile=profile, sample=k, version=ctx.version, call="candidate"
+            )
             return completion, _variant(spec, profile)
 
         answers = await gather(candidate(k, spec) for k, spec in enumerate(specs))

@@ -41,6 +41,6 @@ async def ask(
     texts = {k: v.strip() for k, v in values.items()}
     content = prompts.render(role, **texts, language=language or prompts.language)
     completion = await client.complete(
-        [{"role": "user", "content": content}], profile=profile, schema=schema, version=version
+        [{"role": "user", "content": content}], profile=profile, schema=schema, version=version, call="judge"
     )
     return Judged(completion.parsed, completion.model, completion.cached)

@@ -100,7 +100,11 @@ async def grade(
         language=language or prompts.language,
     )
     completion = await client.complete(
-        [{"role": "user", "content": content}], profile=profile, schema=RubricScores, version=version
+        [{"role": "user", "content": content}],
+        profile=profile,
+        schema=RubricScores,
+        version=version,
+        call="judge",
     )
     parsed: RubricScores = completion.parsed
     return Grade(

@@ -91,9 +91,10 @@ def read_answer(
     )
 
 
-def cut_message(detail: str, profile: ModelProfile, field: str, limit: object) -> str:
-    """A ``length`` failure that names the profile, the limit reached and the field to raise."""
+def cut_message(detail: str, profile: ModelProfile, field: str, limit: object, call: str = "") -> str:
+    """A ``length`` failure that names the profile, the call, the limit reached and the field to raise."""
     where = f"models.{profile.name}" if profile.name else "the profile"
+    what = f"{where} ({call} call)" if call else where
     if limit is None:
-        return f"{where}: {detail} at the server's default token limit; set {where}.max_tokens"
-    return f"{where}: {detail} at {field}={limit}; raise {where}.{field}"
+        return f"{what}: {detail} at the server's default token limit; set {where}.max_tokens"
+    return f"{what}: {detail} at {field}={limit}; raise {where}.{field}"

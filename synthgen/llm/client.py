@@ -187,10 +187,13 @@ class ChatClient:
         schema: type[SchemaT] | None = None,
         sample: int = 0,
         version: str = "",
+        call: str = "",
     ) -> Completion:
         """One answer for ``messages``; ``sample`` picks the k-th of K independent samples.
 
         ``version`` is the caller's (generator's) version: bumping it invalidates its cache rows.
+        ``call`` names the request's role (student, assistant, judge, candidate) in failure messages
+        only; it is not part of the cache key.
         """
         key = self.request_key(messages, profile, schema, sample, version)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
@@ -216,7 +219,7 @@ class ChatClient:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            completion = await self._complete(key, messages, profile, schema, sample)
+            completion = await self._complete(key, messages, profile, schema, sample, call)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
@@ -234,6 +237,7 @@ class ChatClient:
         profile: ModelProfile,
         schema: type[SchemaT] | None,
         sample: int,
+        call: str = "",
     ) -> Completion:
         conversation = list(messages)
         params = self._params(profile, schema, sample)
@@ -258,7 +262,7 @@ class ChatClient:
                     field = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
                     if field not in params or enlargements == _MAX_ENLARGEMENTS:
                         raise CompletionFailed(
-                            cut_message(invalid.detail, profile, field, params.get(field)),
+                            cut_message(invalid.detail, profile, field, params.get(field), call),
                             reason="length",
                             attempts=attempts,
                         ) from None

@@ -245,9 +245,12 @@ async def test_a_cut_answer_names_the_profile_and_the_limit() -> None:
     with OpenAIServer() as server:
         async with ChatClient() as client:
             with pytest.raises(CompletionFailed) as info:
-                await client.complete(MESSAGES, profile=profile(server.url, name="judge", max_tokens=1))
-    assert "models.judge: the answer was cut at max_tokens=4; raise models.judge.max_tokens" in str(
-        info.value
+                await client.complete(
+                    MESSAGES, profile=profile(server.url, name="judge", max_tokens=1), call="judge"
+                )
+    assert (
+        "models.judge (judge call): the answer was cut at max_tokens=4; raise models.judge.max_tokens"
+        in str(info.value)
     )
 
 
