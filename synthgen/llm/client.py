@@ -33,6 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from synthgen.errors import CompletionFailed, ProviderError
 from synthgen.llm.answer import Completion, Invalid, cut_message, read_answer
+from synthgen.llm.batch import BatchCollector, batch_line, batch_price_quote
 from synthgen.llm.cache import ResponseCache, fingerprint
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
@@ -66,8 +67,11 @@ class ChatClient:
         meter: UsageMeter | None = None,
         limits: Limits | None = None,
         offline: bool = False,
+        batches: BatchCollector | None = None,
     ) -> None:
         self.cache = cache
+        # profiles with ``batch: true`` send through it (one is made on first use when none is handed in)
+        self.batches = batches
         self.meter = meter if meter is not None else UsageMeter()
         self.limits = limits if limits is not None else Limits()
         self.offline = offline
@@ -114,6 +118,8 @@ class ChatClient:
 
     async def aclose(self) -> None:
         """Close every HTTP pool and the response cache (its SQLite connection)."""
+        if self.batches is not None:
+            await self.batches.aclose()  # stops polling: the batches go on and a re-run picks them up
         clients, self._sdk = list(self._sdk.values()), {}
         for sdk in clients:
             await sdk.close()
@@ -241,11 +247,17 @@ class ChatClient:
     ) -> Completion:
         conversation = list(messages)
         params = self._params(profile, schema, sample)
-        attempts = 0
+        attempts = sends = 0
         reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
         while True:  # a truncated one is asked again with twice the token limit, never unchanged
             try:
-                raw, n = await self._send(conversation, profile, schema, params, sample)
+                if profile.batch and not self.offline:  # custom_id: the key, then key.1, key.2 re-asks
+                    raw, n = await self._batched(
+                        key if not sends else f"{key}.{sends}", conversation, profile, schema, params
+                    )
+                else:
+                    raw, n = await self._send(conversation, profile, schema, params, sample)
+                sends += 1
             except ProviderError as exc:
                 if not self._fall_back(exc, profile, schema):
                     raise
@@ -421,6 +433,24 @@ class ChatClient:
             raise gave_up(exc, profile, attempts) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _batched(
+        self,
+        custom_id: str,
+        messages: list[Message],
+        profile: ModelProfile,
+        schema: type[pydantic.BaseModel] | None,
+        params: dict[str, Any],
+    ) -> tuple[Any, int]:
+        """One answer through the Batch API (:mod:`synthgen.llm.batch`): same body, no HTTP call here."""
+        if schema is not None and self.structured_mode(profile) == "json_object":
+            messages = with_schema_note(messages, schema)
+        if self.batches is None:
+            self.batches = BatchCollector()
+        body = await self.batches.send(
+            self._client(profile), profile, custom_id, batch_line(custom_id, messages, params)
+        )
+        return openai.types.chat.ChatCompletion.construct(**body), 1
+
     def _unanswered(self, profile: ModelProfile) -> None:
         """A request sent whose answer we stopped waiting for: the server may bill it, so it counts
         as a request of unknown tokens (``unanswered``), never as nothing."""
@@ -443,4 +473,8 @@ class ChatClient:
         return read_answer(response, usage, schema, profile, key=key, attempts=attempts)
 
     def _prices(self, profile: ModelProfile) -> Prices | None:
-        return Prices(input=0, output=0) if self.offline else price_for(profile.model, profile.prices)
+        if self.offline:
+            return Prices(input=0, output=0)
+        if profile.batch:
+            return batch_price_quote(profile.model, profile.prices)[0]
+        return price_for(profile.model, profile.prices)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from synthgen.errors import AuthenticationFailed, ConfigError
 
 __all__ = [
+    "MAX_BATCH_REQUESTS",
     "MAX_CONCURRENCY",
     "ModelProfile",
     "Prices",
@@ -32,6 +33,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Requests in flight per endpoint. Each costs a connection and two workers; past ~1000 no provider
 # answers faster, and a typo (1e6) used to allocate gigabytes. The CLI's --concurrency has the same bound.
 MAX_CONCURRENCY = 1024
+#: OpenAI's limit of requests per batch input file (and 200 MB, see synthgen.llm.batch)
+MAX_BATCH_REQUESTS = 50_000
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _URL_HINT = "write it as http://HOST:PORT/v1 or https://HOST/v1, e.g. http://localhost:8000/v1"
 
@@ -143,6 +146,18 @@ class ModelProfile(BaseModel):
     max_reasks: int = Field(default=3, ge=0, le=10)
     prices: Prices | None = None
     http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
+    batch: bool = Field(
+        default=False,
+        description="send this profile's requests through OpenAI's Batch API (/v1/files + /v1/batches): "
+        "half the price, answers within 24 h; same bodies, cache and validation (docs/batch.md)",
+    )
+    max_batch_requests: int = Field(
+        default=MAX_BATCH_REQUESTS,
+        ge=1,
+        le=MAX_BATCH_REQUESTS,
+        description="most requests per batch file (OpenAI allows 50,000 and 200 MB); also how many "
+        "work items a batch step keeps live at once",
+    )
 
     @field_validator("base_url")
     @classmethod
