@@ -8,8 +8,9 @@ plus a private ``.synthgen/`` folder that is never published::
     generated/seeds.jsonl              seeds made from documents, when a step made any
     run.json                           the run's result: counts, usage, cost, versions, fingerprint
     .synthgen/                         state.json, splits.json, journal/<step>.jsonl, ledger.jsonl,
-                                       failures.jsonl, rejected.jsonl, publish.json, lock (one
-                                       writer at a time), swap.json, tmp/ and trash/ of finalize
+                                       batches.jsonl (Batch API), failures.jsonl, rejected.jsonl,
+                                       publish.json, lock (one writer at a time), swap.json, tmp/
+                                       and trash/ of finalize
 
 This module is the one place that spells those names. The pipeline writes through these paths; the
 card, reports, evaluation and publishing read through them. It imports nothing of synthgen but
@@ -94,6 +95,11 @@ class RunDir:
     @property
     def splits_file(self) -> Path:
         return self.state_dir / "splits.json"
+
+    @property
+    def batch_journal(self) -> Path:
+        """Every OpenAI batch the run submitted (id, custom ids, final state): what a resume polls."""
+        return self.state_dir / "batches.jsonl"
 
     @property
     def publish_record(self) -> Path:

@@ -254,6 +254,18 @@ def _cost(result: Mapping[str, Any]) -> str:
     if prices := result.get("prices"):
         dated = f", {prices['date']}" if prices.get("date") else ""
         notes.append(f"Prices from {prices['source']} {prices.get('version', '')}{dated}.".replace(" .", "."))
+    if batch := result.get("batch"):
+        profiles = ", ".join(f"`{name}` (`{model}`)" for name, model in sorted(batch["profiles"].items()))
+        notes.append(
+            f"Calls of {profiles} went through OpenAI's Batch API at the batch price: "
+            f"{number(batch['requests'])} requests in {number(batch['batches'])} batches"
+            + (
+                f", {number(batch['resubmitted'])} resubmitted after an expired or failed batch"
+                if batch["resubmitted"]
+                else ""
+            )
+            + "."
+        )
     if budget.get("max_usd") is not None:
         notes.append(
             f"Budget ${budget['max_usd']:.2f}"

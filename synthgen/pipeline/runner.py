@@ -26,6 +26,7 @@ from typing import Any
 
 from synthgen._version import __version__
 from synthgen.errors import ConfigError, ResumeError, RunFailed
+from synthgen.llm.batch import BatchCollector, BatchJournal, batch_price_quote, read_batches, summarize
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
@@ -76,8 +77,13 @@ class _Runner:
             n: p.model_copy(update={"max_concurrency": concurrency}) if concurrency else p
             for n, p in recipe.models.items()
         }
+        # a batch profile's calls go out in waves: every item must be live for a wave to hold them all
+        batched = [p for p in self.profiles.values() if p.batch and not offline]
         self.settings = StepSettings(
-            workers=2 * max(p.max_concurrency for p in self.profiles.values()),
+            workers=max(
+                [2 * max(p.max_concurrency for p in self.profiles.values())]
+                + [p.max_batch_requests for p in batched]
+            ),
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
@@ -89,6 +95,7 @@ class _Runner:
             meter=UsageMeter(sink=self.ledger.record),
             limits=Limits(),
             offline=offline,
+            batches=BatchCollector(BatchJournal(self.rundir.batch_journal)) if batched else None,
         )
         self.checks = RowChecks(
             seeds={s.id: s for s in recipe.loaded_seeds},
@@ -141,9 +148,29 @@ class _Runner:
             return {"source": "offline (free)", "models": {}}
         models: dict[str, Any] = {}
         for profile in self.profiles.values():
-            prices, source = price_quote(profile.model, profile.prices)
+            quote = batch_price_quote if profile.batch else price_quote
+            prices, source = quote(profile.model, profile.prices)
             models[profile.model] = {**(prices.model_dump() if prices else {}), "source": source}
         return {**price_source(), "models": models}
+
+    def _batch(self) -> dict[str, Any]:
+        """Which calls went through the Batch API: the profiles, and every journaled batch's totals."""
+        profiles = {n: p.model for n, p in self.profiles.items() if p.batch and not self.offline}
+        if not profiles:
+            return {}
+        this_run = self.client.batches.stats if self.client.batches is not None else None
+        return {
+            "profiles": profiles,
+            **summarize(read_batches(self.rundir.batch_journal)),
+            "this_run": None
+            if this_run is None
+            else {
+                "waves": this_run.waves,
+                "requests": this_run.requests,
+                "resubmitted": this_run.resubmitted,
+                "attached": this_run.attached,
+            },
+        }
 
     def _journaled(self) -> UsageMeter:
         """Usage as the journals record it: every finished attempt of every item of every step."""
@@ -240,6 +267,7 @@ class _Runner:
             },
             complete=all(c.not_started == 0 for c in steps.values()),
             prices=self._prices(),
+            batch=self._batch(),
         )
         problems = _problems(steps, self.recipe.max_failure_rate, reports["failed"])
         if problems:  # the journal keeps every answer: a re-run retries and finalizes

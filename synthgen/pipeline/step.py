@@ -171,7 +171,7 @@ class StepRun:
         report = None if self.settings.progress or not every else asyncio.create_task(reporter(every))
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(self.settings.workers):
+                for _ in range(min(self.settings.workers, len(todo))):
                     group.create_task(worker())
         except* SynthgenError as errors:
             raise errors.exceptions[0] from None

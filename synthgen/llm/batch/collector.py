@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -37,7 +37,7 @@ __all__ = ["ENDPOINT", "MAX_BATCH_BYTES", "BatchCollector", "BatchStats", "batch
 
 log = logging.getLogger("synthgen.llm.batch")
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 MAX_BATCH_BYTES = 190 * 1024 * 1024  # OpenAI takes 200 MB per input file: keep a margin
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 _RETRY_STATUS = frozenset({408, 409, 429})

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["BatchJournal", "BatchRecord", "read_batches"]
+__all__ = ["BatchJournal", "BatchRecord", "read_batches", "summarize"]
 
 
 @dataclass
@@ -179,3 +179,26 @@ class BatchJournal:
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
+
+
+def summarize(records: dict[str, BatchRecord]) -> dict[str, Any]:
+    """Totals over every journaled batch (all invocations of a run), per model and per state."""
+    by_model: dict[str, dict[str, int]] = {}
+    states: dict[str, int] = {}
+    for record in records.values():
+        totals = by_model.setdefault(
+            record.model, {"batches": 0, "requests": 0, "answered": 0, "resubmitted": 0}
+        )
+        totals["batches"] += 1
+        totals["requests"] += record.requests
+        totals["answered"] += record.answered
+        totals["resubmitted"] += record.resubmitted
+        states[record.status] = states.get(record.status, 0) + 1
+    return {
+        "batches": len(records),
+        "requests": sum(m["requests"] for m in by_model.values()),
+        "answered": sum(m["answered"] for m in by_model.values()),
+        "resubmitted": sum(m["resubmitted"] for m in by_model.values()),
+        "states": states,
+        "by_model": by_model,
+    }
