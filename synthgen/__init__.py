@@ -54,6 +54,7 @@ _EXPORTS = {
     "RunDirLocked": "errors",
     "RunFailed": "errors",
     "RunResult": "pipeline.result",
+    "RunStatus": "pipeline.status",
     "Seed": "seeds",
     "SeedError": "errors",
     "ServerReport": "pipeline.doctor",
@@ -78,6 +79,7 @@ _EXPORTS = {
     "refresh_generators": "generators.registry",
     "report": "reports.terminal",
     "run": "pipeline.runner",
+    "run_status": "pipeline.status",
     "scaffold": "pipeline.scaffold",
     "validate_recipe": "pipeline.validate",
 }
@@ -118,6 +120,7 @@ if TYPE_CHECKING:
     from synthgen.pipeline.result import RunResult, StepCounts
     from synthgen.pipeline.runner import run
     from synthgen.pipeline.scaffold import scaffold
+    from synthgen.pipeline.status import RunStatus, run_status
     from synthgen.pipeline.validate import validate_recipe
     from synthgen.prompts.library import PromptLibrary, PromptTemplate
     from synthgen.recipe import Recipe, load_recipe
@@ -161,6 +164,7 @@ __all__ = [
     "RunDirLocked",
     "RunFailed",
     "RunResult",
+    "RunStatus",
     "Seed",
     "SeedError",
     "ServerReport",
@@ -186,6 +190,7 @@ __all__ = [
     "refresh_generators",
     "report",
     "run",
+    "run_status",
     "scaffold",
     "validate_recipe",
 ]

@@ -163,12 +163,14 @@ def estimate(
         click.echo(
             f"{name}: {step.items} items, ~{step.calls:.0f} calls, ~{step.prompt_tokens:.0f} prompt + "
             f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}"
+            + (f"; Batch API: ~{step.waves} waves" if step.waves else "")
         )
         for model, m in step.by_model.items():
             usd = (
                 f"~${m['usd']:.2f}" if m.get("priced", True) else "n/a (unpriced: set prices on its profile)"
             )
-            click.echo(f"  {model}: ~{m['calls']:.0f} calls, {usd}")
+            batch = " at the batch price" if m.get("batch") and m.get("priced", True) else ""
+            click.echo(f"  {model}: ~{m['calls']:.0f} calls, {usd}{batch}")
     unpriced = f" + n/a for unpriced {', '.join(result.unpriced)}" if result.unpriced else ""
     click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}{unpriced}")
 
@@ -278,6 +280,23 @@ def report(run_dir: Path, html: Path | None) -> None:
     click.echo(report_run(run_dir, html=html))
     if html is not None:
         click.echo(f"wrote {html}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_errors
+def status(run_dir: Path, as_json: bool) -> None:
+    """Items, failures, spend and OpenAI batches (state, counts, age) of a RUN_DIR, from its journals.
+
+    \b
+    Example:
+      synthgen status runs/faculty-sciences-es
+    """
+    from synthgen import run_status
+
+    result = run_status(run_dir)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else "\n".join(result.lines()))
 
 
 @main.command()

@@ -251,7 +251,8 @@ class ChatClient:
         reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
         while True:  # a truncated one is asked again with twice the token limit, never unchanged
             try:
-                if profile.batch and not self.offline:  # custom_id: the key, then key.1, key.2 re-asks
+                # custom_id: the key, then key.1, key.2 for re-asks; offline, only a simulation's collector
+                if profile.batch and (self.batches is not None or not self.offline):
                     raw, n = await self._batched(
                         key if not sends else f"{key}.{sends}", conversation, profile, schema, params
                     )

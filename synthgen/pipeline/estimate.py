@@ -20,12 +20,14 @@ from typing import Any
 
 from synthgen.errors import CompletionFailed
 from synthgen.generators.base import Generator, GeneratorContext, Rejected, WorkItem
+from synthgen.llm.batch import batch_price_quote
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
-from synthgen.llm.usage import TOKEN_COUNTER, TokenUsage, UsageMeter, cost_usd, price_for
+from synthgen.llm.usage import TOKEN_COUNTER, TokenUsage, UsageMeter, cost_usd, price_quote
 from synthgen.paths import cache_path
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
+from synthgen.pipeline.waves import batch_waves
 from synthgen.recipe import Recipe, load_recipe
 
 __all__ = ["CostEstimate", "StepEstimate", "estimate", "item_cost"]
@@ -39,6 +41,7 @@ class StepEstimate:
     completion_tokens: float
     usd: float
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
+    waves: int = 0  # Batch API rounds the step takes (0: no batch profile), see pipeline.waves
 
 
 @dataclass
@@ -130,6 +133,7 @@ async def _estimate(recipe: Recipe, pilot: int | None) -> CostEstimate:
                     measured.completion_tokens / max(1, usage.completion_tokens),
                 )
         steps[plan.step.name] = _step_estimate(recipe, len(items), simulated, ratios)
+        steps[plan.step.name].waves = await batch_waves(plan)
         return rows
 
     try:
@@ -168,13 +172,17 @@ def _step_estimate(
             completion_tokens=round(usage.completion_tokens * completion_ratio),
         )
         profile = next((p for p in recipe.models.values() if p.model == model), None)
-        prices = price_for(model, profile.prices if profile else None)
+        batched = profile is not None and profile.batch
+        prices = (batch_price_quote if batched else price_quote)(model, profile.prices if profile else None)[
+            0
+        ]
         by_model[model] = {
             "calls": scaled.requests,
             "prompt_tokens": scaled.prompt_tokens,
             "completion_tokens": scaled.completion_tokens,
             "usd": cost_usd(scaled, prices),
             "priced": prices is not None,
+            "batch": batched,
         }
     return StepEstimate(
         items=items,

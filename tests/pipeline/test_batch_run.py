@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from synthgen import run
+from synthgen import estimate, run, run_status
+from synthgen.cli import main
 from synthgen.llm.batch import read_batches
+from synthgen.llm.usage import TokenUsage, cost_usd, price_for
 from synthgen.rundir import RunDir
 from tests.conftest import REPO
 from tests.pipeline.test_runner import FACULTY, plausible, rows
@@ -98,6 +101,10 @@ def test_sigkill_with_batches_in_flight_resumes_without_resubmitting(
     process.wait()
     before = server.batch_stats()
     assert before["created"] == 1 and set(before["states"].values()) == {"in_progress"}
+    stopped = run_status(out)  # what `synthgen status RUN_DIR` shows: the batch still at the provider
+    assert [b["batch"] for b in stopped.pending_batches] == [before["batches"][0]["id"]]
+    shown = CliRunner().invoke(main, ["status", str(out)])
+    assert shown.exit_code == 0 and "1 still at the provider" in shown.output and "in flight" in shown.output
     server.batch_config.completion_delay = 0.2
     finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
@@ -107,3 +114,27 @@ def test_sigkill_with_batches_in_flight_resumes_without_resubmitting(
     report = json.loads((out / "run.json").read_text())
     assert report["batch"]["this_run"]["attached"] == len(before["batches"][0]["custom_ids"])
     assert rows(out, "sft") == rows(reference, "sft") != []
+    assert not run_status(out).pending_batches
+
+
+def test_estimate_gives_waves_and_the_batch_price(tmp_path: Path) -> None:
+    recipe = yaml.safe_load((REPO / "recipes" / "offline-demo" / "recipe.yaml").read_text(encoding="utf-8"))
+    recipe["seeds"] = str(REPO / "seeds" / "faculty-sciences-es" / "seeds.yaml")
+    recipe["personas"] = str(REPO / "seeds" / "faculty-sciences-es" / "personas.yaml")
+    recipe["steps"] = [s for s in recipe["steps"] if s["generator"] == "dialogue"]
+    for profile in recipe["models"].values():
+        profile["batch"] = True
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    step = estimate(path).steps["dialogues"]
+    low, high = recipe["steps"][0]["config"]["turns"]
+    # a student wave and an assistant wave per turn, and the student's last (satisfied) turn
+    assert 2 * low <= step.waves <= 2 * high + 1
+    for model, m in step.by_model.items():
+        online = price_for(model)
+        assert m["batch"] and online is not None
+        full = cost_usd(
+            TokenUsage(prompt_tokens=int(m["prompt_tokens"]), completion_tokens=int(m["completion_tokens"])),
+            online,
+        )
+        assert m["usd"] == pytest.approx(full / 2, rel=1e-6)
