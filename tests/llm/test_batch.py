@@ -131,3 +131,23 @@ async def test_batched_calls_are_priced_at_the_batch_rate(key: None, tmp_path: P
             batched = client.meter.total()
     assert batched.requests == 4 and batched.completion_tokens > 0
     assert batched.cost_usd == pytest.approx(cost_usd(batched, online) / 2)
+
+
+async def test_a_batch_cancelled_elsewhere_has_its_requests_resubmitted(key: None, tmp_path: Path) -> None:
+    with BatchServer(ServerConfig(), BatchConfig(outcomes=["hold"])) as server:
+        async with ChatClient(batches=collector(tmp_path)) as client:
+            asking = asyncio.ensure_future(ask_all(client, profile(server.url), 5))
+            for _ in range(500):  # the wave goes out once the five requests settle
+                if server.batch_stats()["created"]:
+                    break
+                await asyncio.sleep(0.02)
+            (held,) = server.batch_stats()["states"]
+            cancelled = await client._client(profile(server.url)).batches.cancel(
+                held
+            )  # e.g. in the dashboard
+            assert cancelled.status == "cancelling"
+            answers = await asking
+        stats = server.batch_stats()
+    assert all(not isinstance(a, BaseException) for a in answers)
+    assert stats["states"][held] == "cancelled" and stats["created"] == 2
+    assert sorted(stats["batches"][1]["custom_ids"]) == sorted(stats["batches"][0]["custom_ids"])

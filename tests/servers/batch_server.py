@@ -93,6 +93,8 @@ class _BatchCore(_Core):
             "downloads": 0,
             "lines": 0,
             "answered": 0,
+            "output_bytes": 0,
+            "largest_output_bytes": 0,
             "batches": [],  # per created batch: id, outcome, custom_ids
         }
 
@@ -302,8 +304,11 @@ class _BatchCore(_Core):
         await asyncio.gather(*(one(i, line) for i, line in enumerate(lines)))
         counts = batch["request_counts"]
         counts["completed"], counts["failed"] = len(output), len(errors)
+        size = sum(len(line) for line in output)
         with self._lock:
             self._batch_stats["answered"] += len(output)
+            self._batch_stats["output_bytes"] += size
+            self._batch_stats["largest_output_bytes"] = max(self._batch_stats["largest_output_bytes"], size)
         if output:
             batch["output_file_id"] = self._store(b"".join(output), "batch_output", "output.jsonl")["id"]
         if errors:
