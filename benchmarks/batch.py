@@ -94,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-seed", type=int, default=11, help="dialogues per seed (93 seeds)")
     parser.add_argument("--delay", type=float, default=0.5, help="seconds a batch stays in progress")
+    parser.add_argument("--pad-kb", type=int, default=0, help="KB added to each batch answer (streaming)")
     parser.add_argument("--modes", nargs="+", choices=["batch", "online"], default=["batch", "online"])
     parser.add_argument("--json", type=Path, help="write the results to this file")
     args = parser.parse_args(argv)
     results = []
     with (
         tempfile.TemporaryDirectory(prefix="synthgen-batch-bench-") as tmp,
-        spawn_batch_server(ServerConfig(), BatchConfig(completion_delay=args.delay, concurrency=64)) as srv,
+        spawn_batch_server(
+            ServerConfig(),
+            BatchConfig(completion_delay=args.delay, concurrency=64, pad_bytes=1024 * args.pad_kb),
+        ) as srv,
     ):
         for mode in args.modes:
             result = measure(Path(tmp), srv.url, batch=mode == "batch", per_seed=args.per_seed)

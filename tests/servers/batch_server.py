@@ -66,6 +66,7 @@ class BatchConfig:
     completion_delay: float = 0.0  # seconds in_progress before the lines are answered
     outcomes: list[str] = field(default_factory=list)  # consumed one per created batch
     concurrency: int = 32  # lines answered at once
+    pad_bytes: int = 0  # added to each answer's body (an ignored field): big output files, same answers
 
 
 def _now() -> int:
@@ -117,6 +118,7 @@ class _BatchCore(_Core):
 
     def build_app(self) -> web.Application:
         app = super().build_app()
+        app._client_max_size = 256 * 1024 * 1024  # OpenAI takes input files up to 200 MB
         app.router.add_post("/v1/files", self.handle_upload)
         app.router.add_get("/v1/files/{id}", self.handle_file)
         app.router.add_get("/v1/files/{id}/content", self.handle_content)
@@ -296,6 +298,8 @@ class _BatchCore(_Core):
                 body: Any = json.loads(text)
             except ValueError:
                 body = {"error": {"message": text.decode(errors="replace")[:200]}}
+            if status == 200 and self.batch_config.pad_bytes:
+                body["x_padding"] = "x" * self.batch_config.pad_bytes
             entry.update(
                 response={"status_code": status, "request_id": f"req_{index}", "body": body}, error=None
             )

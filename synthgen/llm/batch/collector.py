@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -97,7 +98,7 @@ class _Group:
 
     sdk: openai.AsyncOpenAI
     profile: ModelProfile
-    pending: list[_Request] = field(default_factory=list)
+    pending: deque[_Request] = field(default_factory=deque)
     size: int = 0
     last_arrival: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -199,20 +200,24 @@ class BatchCollector:
                         await asyncio.wait_for(group.wake.wait(), due - now)
                     group.wake.clear()
                     continue
-                wave: list[_Request] = []
-                size = 0
-                while (
-                    group.pending
-                    and len(wave) < limit
-                    and size + len(group.pending[0].line) <= MAX_BATCH_BYTES
-                ):
-                    request = group.pending.pop(0)
-                    size += len(request.line)
-                    if not request.future.done():  # an item cancelled meanwhile asks for nothing
-                        wave.append(request)
-                group.size -= size
+                wave = self._take(group, limit)
                 if wave:
                     self._spawn(self._submit(group, wave))
+                # not kept here: a wave's requests hold their answers until their items take them
+                del wave
+
+    @staticmethod
+    def _take(group: _Group, limit: int) -> list[_Request]:
+        """The next wave: queued requests up to ``limit`` and the file size OpenAI takes."""
+        wave: list[_Request] = []
+        size = 0
+        while group.pending and len(wave) < limit and size + len(group.pending[0].line) <= MAX_BATCH_BYTES:
+            request = group.pending.popleft()
+            size += len(request.line)
+            if not request.future.done():  # an item cancelled meanwhile asks for nothing
+                wave.append(request)
+        group.size -= size
+        return wave
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -324,6 +329,9 @@ class BatchCollector:
                     self.stats.answered += 1
                     model = str(body.get("model") or tracked.group.profile.model)
                     self.stats.models[model] = self.stats.models.get(model, 0) + 1
+                    # let its item take the answer now: lines already buffered are read without a
+                    # pause, and every body would otherwise wait in its future until the file ends
+                    await asyncio.sleep(0)
                     continue
                 errors += 1
                 error = entry.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}
