@@ -292,12 +292,15 @@ class BatchCollector:
                 tracked.waiters.clear()
                 for request in leftover:
                     self._resubmit(tracked.group, request, batch.status, batch)
-                if self.journal is not None and not tracked.reported:
+                record = self.journal.records.get(tracked.batch) if self.journal is not None else None
+                if self.journal is not None and not tracked.reported and not (record and record.ended):
+                    # the provider's counts: a resumed process may wait on only part of the batch
+                    counts = batch.request_counts
                     self.journal.ended(
                         tracked.batch,
                         batch.status,
-                        answered=answered,
-                        errors=errors,
+                        answered=counts.completed if counts is not None else answered,
+                        errors=counts.failed if counts is not None else errors,
                         resubmitted=len(leftover),
                     )
                     tracked.reported = True
