@@ -151,3 +151,30 @@ async def test_a_batch_cancelled_elsewhere_has_its_requests_resubmitted(key: Non
     assert all(not isinstance(a, BaseException) for a in answers)
     assert stats["states"][held] == "cancelled" and stats["created"] == 2
     assert sorted(stats["batches"][1]["custom_ids"]) == sorted(stats["batches"][0]["custom_ids"])
+
+
+async def test_a_rerun_reads_a_journaled_batch_again_and_rebuys_only_a_vanished_output(
+    key: None, tmp_path: Path
+) -> None:
+    with BatchServer(ServerConfig()) as server:
+        p = profile(server.url)
+        async with ChatClient(batches=collector(tmp_path)) as client:
+            first = await ask_all(client, p, 3)
+        # a re-run (no response cache here): the journal places every request in batch 1
+        resumed = collector(tmp_path)
+        async with ChatClient(batches=resumed) as client:
+            again = await ask_all(client, p, 3)
+        assert server.batch_stats()["created"] == 1 and resumed.stats.attached == 3
+        assert [a.content for a in again] == [a.content for a in first]
+        # OpenAI deletes output files after a while: their answers must be bought again, once
+        (output,) = [
+            f for f, stored in server._core.files.items() if stored["meta"]["filename"] == "output.jsonl"
+        ]
+        del server._core.files[output]
+        async with ChatClient(batches=collector(tmp_path)) as client:
+            bought = await ask_all(client, p, 3)
+        stats = server.batch_stats()
+    assert [a.content for a in bought] == [a.content for a in first]
+    assert stats["created"] == 2 and sorted(stats["batches"][1]["custom_ids"]) == sorted(
+        stats["batches"][0]["custom_ids"]
+    )

@@ -21,17 +21,16 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from synthgen.errors import CompletionFailed, ConfigError
+from synthgen.errors import CompletionFailed, ConfigError, SynthgenError
+from synthgen.llm.batch.api import call, gone, lines
 from synthgen.llm.batch.journal import BatchJournal
 from synthgen.llm.profile import ModelProfile
-from synthgen.llm.retries import fail_fast, gave_up, retryable, wait
 from synthgen.llm.secrets import scrub
 
 __all__ = ["ENDPOINT", "MAX_BATCH_BYTES", "BatchCollector", "BatchStats", "batch_line"]
@@ -43,7 +42,6 @@ MAX_BATCH_BYTES = 190 * 1024 * 1024  # OpenAI takes 200 MB per input file: keep 
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 _RETRY_STATUS = frozenset({408, 409, 429})
 _MAX_RESUBMITS = 3  # a request no batch answered after this many waves fails (a batch that always fails)
-T = TypeVar("T")
 
 
 def batch_line(custom_id: str, messages: list[dict[str, str]], params: dict[str, Any]) -> bytes:
@@ -69,6 +67,13 @@ def _poll_cap() -> float:
             hint="seconds between batch polls, e.g. 60",
         ) from None
     return max(0.01, seconds)
+
+
+def _failure(exc: Exception, what: str) -> Exception:
+    """Ours as they are; anything else a failure of the items waiting on it, never a crash of the run."""
+    if isinstance(exc, SynthgenError):
+        return exc
+    return CompletionFailed(f"{what}: {type(exc).__name__}: {exc}"[:600], reason="batch_error", attempts=1)
 
 
 @dataclass
@@ -229,13 +234,13 @@ class BatchCollector:
         sdk, profile = group.sdk, group.profile
         data = b"".join(r.line for r in wave)
         try:
-            uploaded = await self._call(
+            uploaded = await call(
                 profile,
                 lambda: sdk.files.create(
                     file=("synthgen-batch.jsonl", data, "application/jsonl"), purpose="batch"
                 ),
             )
-            created = await self._call(
+            created = await call(
                 profile,
                 lambda: sdk.batches.create(
                     input_file_id=uploaded.id,
@@ -244,12 +249,11 @@ class BatchCollector:
                     metadata={"created_by": "synthgen", "model": profile.model[:500]},
                 ),
             )
-        except BaseException as exc:
+        except Exception as exc:
+            failure = _failure(exc, "submitting a batch")
             for request in wave:
                 if not request.future.done():
-                    request.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+                    request.future.set_exception(failure)
             return
         if self.journal is not None:
             self.journal.submitted(
@@ -282,7 +286,7 @@ class BatchCollector:
         delay = self.poll
         try:
             while tracked.waiters:
-                batch = await self._call(profile, lambda: sdk.batches.retrieve(tracked.batch))
+                batch = await call(profile, lambda: sdk.batches.retrieve(tracked.batch))
                 if batch.status not in TERMINAL:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.poll_cap)
@@ -305,9 +309,10 @@ class BatchCollector:
                     )
                     tracked.reported = True
         except Exception as exc:
+            failure = _failure(exc, f"batch {tracked.batch}")
             for request in tracked.waiters.values():
                 if not request.future.done():
-                    request.future.set_exception(exc)
+                    request.future.set_exception(failure)
             tracked.waiters.clear()
         finally:
             self._tracked.pop(tracked.batch, None)
@@ -319,53 +324,60 @@ class BatchCollector:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id or not tracked.waiters:
                 continue
-            async for entry in self._lines(tracked.group, file_id):
-                request = tracked.waiters.pop(str(entry.get("custom_id")), None)
-                if request is None or request.future.done():
-                    continue
-                response = entry.get("response") or {}
-                body = response.get("body")
-                status = response.get("status_code")
-                if status == 200 and isinstance(body, dict):
-                    request.future.set_result(body)
-                    answered += 1
-                    self.stats.answered += 1
-                    model = str(body.get("model") or tracked.group.profile.model)
-                    self.stats.models[model] = self.stats.models.get(model, 0) + 1
+            try:
+                async for entry in lines(tracked.group.sdk, tracked.group.profile, file_id):
+                    if (request := tracked.waiters.pop(str(entry.get("custom_id")), None)) is None:
+                        continue
+                    outcome = self._answer(tracked, request, entry)
+                    answered += outcome == "answered"
+                    errors += outcome != "answered"
+                    if outcome == "again":
+                        again.append(request)
                     # let its item take the answer now: lines already buffered are read without a
                     # pause, and every body would otherwise wait in its future until the file ends
                     await asyncio.sleep(0)
-                    continue
-                errors += 1
-                error = entry.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}
-                code = str(error.get("code") or "") if isinstance(error, dict) else ""
-                if (
-                    code in ("batch_expired", "batch_cancelled")
-                    or status in _RETRY_STATUS
-                    or (isinstance(status, int) and status >= 500)
-                ):
-                    again.append(request)
-                    continue
-                message = error.get("message") if isinstance(error, dict) else str(error)
-                text = scrub(str(message or entry)[:600], (tracked.group.profile.api_key_env,))
-                request.future.set_exception(
-                    CompletionFailed(
-                        f"batch {tracked.batch} answered {status or code}: {text}",
-                        reason=f"http_{status}" if status else (code or "batch_error"),
-                        attempts=1,
-                    )
+            except openai.APIStatusError as exc:
+                if not gone(exc):
+                    raise
+                log.warning(
+                    "batch %s: file %s is gone (%s): its requests are sent again",
+                    tracked.batch,
+                    file_id,
+                    exc.status_code,
                 )
         return answered, errors, again
 
-    async def _lines(self, group: _Group, file_id: str) -> Any:
-        """The JSON lines of a batch file, streamed (never the whole file in memory)."""
-        async with group.sdk.files.with_streaming_response.content(file_id) as response:
-            async for line in response.iter_lines():
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError:
-                        log.warning("batch file %s: a line that is not JSON was skipped", file_id)
+    def _answer(self, tracked: _Tracked, request: _Request, entry: dict[str, Any]) -> str:
+        """Resolve ``request`` from its line: ``answered``, ``failed``, or ``again`` (next wave)."""
+        if request.future.done():  # its item was cancelled meanwhile
+            return "failed"
+        response = entry.get("response") or {}
+        body = response.get("body")
+        status = response.get("status_code")
+        if status == 200 and isinstance(body, dict):
+            request.future.set_result(body)
+            self.stats.answered += 1
+            model = str(body.get("model") or tracked.group.profile.model)
+            self.stats.models[model] = self.stats.models.get(model, 0) + 1
+            return "answered"
+        error = entry.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}
+        code = str(error.get("code") or "") if isinstance(error, dict) else ""
+        if (
+            code in ("batch_expired", "batch_cancelled")
+            or status in _RETRY_STATUS
+            or (isinstance(status, int) and status >= 500)
+        ):
+            return "again"
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        text = scrub(str(message or entry)[:600], (tracked.group.profile.api_key_env,))
+        request.future.set_exception(
+            CompletionFailed(
+                f"batch {tracked.batch} answered {status or code}: {text}",
+                reason=f"http_{status}" if status else (code or "batch_error"),
+                attempts=1,
+            )
+        )
+        return "failed"
 
     def _resubmit(self, group: _Group, request: _Request, status: str, batch: Any) -> None:
         if request.future.done():
@@ -385,24 +397,3 @@ class BatchCollector:
         self.stats.resubmitted += 1
         request.arrived = asyncio.get_running_loop().time()
         self._queue(group, request)
-
-    async def _call(self, profile: ModelProfile, call: Callable[[], Awaitable[T]]) -> T:
-        """One Files/Batches API call, retried like a completion; errors translated the same way."""
-        attempts = 0
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(retryable),
-                stop=stop_after_attempt(profile.max_attempts),
-                wait=wait,
-                reraise=True,
-            ):
-                with attempt:
-                    attempts += 1
-                    return await call()
-        except openai.APIStatusError as exc:
-            raise (
-                gave_up(exc, profile, attempts) if retryable(exc) else fail_fast(exc, profile, attempts)
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise gave_up(exc, profile, attempts) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
