@@ -275,6 +275,8 @@ def compare_candidates(
                         "lc_win_rate": controlled,
                     }
                 )
+        for name, row in headline.items():
+            row["above"] = {m: _above(pairs, name, m) for m in METRICS if _above(pairs, name, m)}
         out[set_name] = {
             "questions": len(asked),
             "headline": headline,
@@ -282,6 +284,19 @@ def compare_candidates(
             "topics": _topics(asked, values, set_name, candidates, estimate, min_topic_questions),
         }
     return {"min_topic_questions": min_topic_questions, "length_unit": "words", "sets": out}
+
+
+def _above(pairs: Sequence[Mapping[str, Any]], name: str, metric: str) -> list[str]:
+    """The candidates ``name`` is significantly above on ``metric`` (the headline's marks)."""
+    out = []
+    for p in pairs:
+        d = p["differences"].get(metric)
+        if d and d["significant"]:
+            if p["a"] == name and d["value"] > 0:
+                out.append(p["b"])
+            elif p["b"] == name and d["value"] < 0:
+                out.append(p["a"])
+    return out
 
 
 def _topics(

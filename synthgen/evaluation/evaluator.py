@@ -35,8 +35,8 @@ from synthgen.judge.claims import check_claims, verify_reference_claims
 from synthgen.judge.modes import compare, grade_single, judge_abstention, judge_coverage
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
-from synthgen.reports.eval_html import write_eval_html
 from synthgen.paths import cache_path
+from synthgen.reports.eval_html import write_eval_html
 
 __all__ = ["EvalResult", "evaluate"]
 

@@ -57,19 +57,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _above(pairs: Sequence[Mapping[str, Any]], name: str, metric: str) -> list[str]:
-    """The candidates ``name`` is significantly above on ``metric`` (paired differences)."""
-    out = []
-    for p in pairs:
-        d = p["differences"].get(metric)
-        if d and d["significant"]:
-            if p["a"] == name and d["value"] > 0:
-                out.append(p["b"])
-            elif p["b"] == name and d["value"] < 0:
-                out.append(p["a"])
-    return out
-
-
 def _headline(comparison: Mapping[str, Any], flagged: int) -> list[str]:
     head, pairs = comparison["headline"], comparison["pairs"]
     metrics = [m for m in METRICS if any(m in c["metrics"] for c in head.values())]
@@ -77,8 +64,10 @@ def _headline(comparison: Mapping[str, Any], flagged: int) -> list[str]:
     for name, c in head.items():
         cells = []
         for m in metrics:
-            above = _above(pairs, name, m)
-            cells.append(_cell(c["metrics"].get(m), rate=_rate(m)) + (f" ↑{', '.join(above)}" if above else ""))
+            above = c.get("above", {}).get(m)
+            cells.append(
+                _cell(c["metrics"].get(m), rate=_rate(m)) + (f" ↑{', '.join(above)}" if above else "")
+            )
         words = c["words"]
         n = max((e["n"] for e in c["metrics"].values()), default=0)
         rows.append([name, str(n), *cells, f"{words['value']:.0f}" if words else "–", str(c["failed"])])
@@ -87,7 +76,11 @@ def _headline(comparison: Mapping[str, Any], flagged: int) -> list[str]:
         lines += ["", f"{flagged} question(s) of this set were flagged by the contamination check (below)."]
     if pairs:
         diff = [m for m in metrics if any(m in p["differences"] for p in pairs)]
-        lines += ["", "Pairs: A minus B on the same questions; * = the interval excludes 0 (win rates: 50%).", ""]
+        lines += [
+            "",
+            "Pairs: A minus B on the same questions; * = the interval excludes 0 (win rates: 50%).",
+            "",
+        ]
         lines += _table(
             ["A", "B", *(f"Δ {_LABELS[m]}" for m in diff), "win rate A>B", "at equal length"],
             (
@@ -152,7 +145,12 @@ def _topics(set_name: str, topics: Sequence[Mapping[str, Any]]) -> list[str]:
         for t in topics
         for name, c in t["candidates"].items()
     ]
-    return ["", f"### {set_name}", "", *_table(["topic", "questions", "candidate", *(_LABELS[m] for m in metrics)], rows)]
+    return [
+        "",
+        f"### {set_name}",
+        "",
+        *_table(["topic", "questions", "candidate", *(_LABELS[m] for m in metrics)], rows),
+    ]
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
