@@ -15,26 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from synthgen.evaluation.stats import METRICS
+from synthgen.reports.eval_html import METRIC_LABELS as _LABELS
+from synthgen.reports.eval_html import SET_TITLES
 
 __all__ = ["render_markdown"]
-
-SET_TITLES = {
-    "paraphrases": "Paraphrases of training seeds (new wording of what was trained)",
-    "heldout": "Held-out seeds (test split: never trained; a referral may be the right answer)",
-    "out_of_scope": "Out-of-scope questions (must be declined and referred to the office)",
-    "real": "Real student queries (coverage: answered correctly, wrongly, or declined)",
-}
-_LABELS = {
-    "score": "score (1-10)",
-    "multi_turn_score": "follow-up score",
-    "claim_precision": "claim precision",
-    "claim_recall": "claim recall",
-    "contradiction_rate": "contradicted",
-    "abstained": "declined+referred",
-    "declined": "declined",
-    "correct": "correct",
-    "incorrect": "incorrect",
-}
 
 
 def _rate(metric: str) -> bool:
