@@ -210,7 +210,10 @@ def compare_candidates(
     for a in answer_log:
         if a.get("answer") is not None and a.get("turn", 1) == 1 and a["question_id"] in info:
             lengths[(a["set"], a["candidate"])][a["question_id"]] = _words(a["answer"])
-    outcomes = pairwise_outcomes(records)
+    outcomes: dict[tuple[str, str, str], list[tuple[str, float]]] = defaultdict(list)  # (set, a, b)
+    for (s, qid, a, b), o in sorted(pairwise_outcomes(records).items()):
+        if o["winner"] is not None:
+            outcomes[(s, a, b)].append((qid, win_value(o["winner"])))
     cluster = {qid: str(q["cluster"]) for qid, q in info.items()}
     out: dict[str, Any] = {}
     for set_name in sets:
@@ -249,11 +252,7 @@ def compare_candidates(
                 )
                 if found is not None:
                     differences[metric] = _with_flag(found)
-            judged = [
-                (qid, win_value(o["winner"]))
-                for (s, qid, a, b), o in sorted(outcomes.items())
-                if (s, a, b) == (set_name, x, y) and o["winner"] is not None
-            ]
+            judged = outcomes.get((set_name, x, y), [])
             win = boot([v for _, v in judged], [cluster[q] for q, _ in judged]) if judged else None
             lx, ly = lengths.get((set_name, x), {}), lengths.get((set_name, y), {})
             measured = [(q, v) for q, v in judged if q in lx and q in ly]

@@ -17,23 +17,13 @@ from typing import Any
 from synthgen.evaluation.stats import METRICS
 from synthgen.reports.eval_html import METRIC_LABELS as _LABELS
 from synthgen.reports.eval_html import SET_TITLES
+from synthgen.reports.eval_html import format_estimate as _cell
 
 __all__ = ["render_markdown"]
 
 
 def _rate(metric: str) -> bool:
     return "score" not in metric
-
-
-def _cell(estimate: Mapping[str, Any] | None, *, rate: bool, signed: bool = False) -> str:
-    if not estimate:
-        return "–"
-    scale, unit = (100, "%") if rate else (1, "")
-    v, lo, hi = (estimate[k] * scale for k in ("value", "low", "high"))
-    digits = 1 if rate else 2
-    sign = "+" if signed else ""
-    text = f"{v:{sign}.{digits}f}{unit} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
-    return text + (" *" if estimate.get("significant") else "")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -25,7 +25,7 @@ from synthgen.errors import ConfigError
 from synthgen.reports.eval_charts import Estimate, forest, win_rates
 from synthgen.reports.html import data_uri
 
-__all__ = ["METRIC_LABELS", "SET_TITLES", "render_eval_html", "write_eval_html"]
+__all__ = ["METRIC_LABELS", "SET_TITLES", "format_estimate", "render_eval_html", "write_eval_html"]
 
 SET_TITLES = {
     "paraphrases": "Paraphrases of training seeds (new wording of what was trained)",
@@ -58,15 +58,19 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _cell(estimate: Mapping[str, Any] | None, metric: str, *, signed: bool = False) -> str:
+def format_estimate(estimate: Mapping[str, Any] | None, *, rate: bool, signed: bool = False) -> str:
+    """``value [low, high]`` (rates in %), `` *`` when significant; ``–`` for no estimate."""
     if not estimate:
         return "–"
-    rate = "score" not in metric
     scale, unit, digits = (100, "%", 1) if rate else (1, "", 2)
-    v, lo, hi = (estimate[k] * scale for k in ("value", "low", "high"))
+    v, lo, hi = (round(estimate[k] * scale, digits) + 0.0 for k in ("value", "low", "high"))  # no -0.0
     sign = "+" if signed else ""
     text = f"{v:{sign}.{digits}f}{unit} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
     return text + (" *" if estimate.get("significant") else "")
+
+
+def _cell(estimate: Mapping[str, Any] | None, metric: str, *, signed: bool = False) -> str:
+    return format_estimate(estimate, rate="score" not in metric, signed=signed)
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
