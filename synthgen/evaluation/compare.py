@@ -211,9 +211,9 @@ def compare_candidates(
         if a.get("answer") is not None and a.get("turn", 1) == 1 and a["question_id"] in info:
             lengths[(a["set"], a["candidate"])][a["question_id"]] = _words(a["answer"])
     outcomes: dict[tuple[str, str, str], list[tuple[str, float]]] = defaultdict(list)  # (set, a, b)
-    for (s, qid, a, b), o in sorted(pairwise_outcomes(records).items()):
+    for (where, qid, first, second), o in sorted(pairwise_outcomes(records).items()):
         if o["winner"] is not None:
-            outcomes[(s, a, b)].append((qid, win_value(o["winner"])))
+            outcomes[(where, first, second)].append((qid, win_value(o["winner"])))
     cluster = {qid: str(q["cluster"]) for qid, q in info.items()}
     out: dict[str, Any] = {}
     for set_name in sets:
