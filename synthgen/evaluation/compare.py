@@ -214,7 +214,8 @@ def compare_candidates(
     for (where, qid, first, second), o in sorted(pairwise_outcomes(records).items()):
         if o["winner"] is not None:
             outcomes[(where, first, second)].append((qid, win_value(o["winner"])))
-    cluster = {qid: str(q["cluster"]) for qid, q in info.items()}
+    cluster = {str(r["question_id"]): str(r["cluster"]) for r in records}  # a record's own, as a fallback
+    cluster |= {qid: str(q["cluster"]) for qid, q in info.items()}
     out: dict[str, Any] = {}
     for set_name in sets:
         asked = [q for q in questions if q["set"] == set_name]
