@@ -347,9 +347,19 @@ def publish(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Compare a filled labelling sheet with the judge (agreement, weighted kappa).",
 )
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the self-contained HTML report (headline, forest plots, answers side by side) to FILE.",
+)
 @_errors
 def evaluate(
-    eval_recipe: Path, offline: bool, out: Path | None, export_labels: Path | None, calibrate: Path | None
+    eval_recipe: Path,
+    offline: bool,
+    out: Path | None,
+    export_labels: Path | None,
+    calibrate: Path | None,
+    html: Path | None,
 ) -> None:
     """Grade candidate models with an LLM judge on four question sets; write summary.md/json.
 
@@ -365,11 +375,12 @@ def evaluate(
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --out runs/offline-demo-eval
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --export-labels labels.csv
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate labels-filled.csv
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --html runs/offline-demo-eval.html
     """
     from synthgen import evaluate as evaluate_models
 
     result = evaluate_models(
-        eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate
+        eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate, html=html
     )
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
@@ -394,6 +405,8 @@ def evaluate(
             f"quadratic {c['scores']['kappa_quadratic']} (n={c['scores']['n']})"
         )
     click.echo(f"wrote {result.out / 'summary.md'}")
+    if result.html is not None:
+        click.echo(f"wrote {result.html}")
 
 
 @main.command()

@@ -24,6 +24,7 @@ from synthgen.evaluation.calibration import calibrate as calibrate_labels
 from synthgen.evaluation.calibration import export_labels as write_labels
 from synthgen.evaluation.calibration import judge_warnings, label_items
 from synthgen.evaluation.candidates import VERSION, AnswerSource, build_sources
+from synthgen.evaluation.compare import compare_candidates, read_contamination
 from synthgen.evaluation.questions import Question, RunData, Sets, build_sets, read_run_dir
 from synthgen.evaluation.recipe import PARSE_FAILURES, EvalRecipe, load_eval_recipe
 from synthgen.evaluation.stats import summarize_judgments
@@ -35,6 +36,7 @@ from synthgen.judge.modes import compare, grade_single, judge_abstention, judge_
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.paths import cache_path
+from synthgen.reports.eval_html import write_eval_html
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -46,6 +48,7 @@ class EvalResult:
     warnings: list[str]
     labels: Path | None = None
     calibration: dict[str, Any] | None = None
+    html: Path | None = None
 
 
 class _Evaluation:
@@ -195,11 +198,13 @@ def evaluate(
     export_labels: str | Path | None = None,
     calibrate: str | Path | None = None,
     use_cache: bool = True,
+    html: str | Path | None = None,
 ) -> EvalResult:
     """Answer, judge and summarise; write the files into ``out`` (default ``runs/<name>``).
 
     ``export_labels`` also writes the blinded labelling sheet there; ``calibrate`` reads a filled one
-    and adds the judge's agreement with it to the summary (see :mod:`synthgen.evaluation.calibration`).
+    and adds the judge's agreement with it to the summary (see :mod:`synthgen.evaluation.calibration`);
+    ``html`` writes the self-contained HTML report (:func:`synthgen.reports.eval_html.write_eval_html`).
     """
     ev = eval_recipe if isinstance(eval_recipe, EvalRecipe) else load_eval_recipe(eval_recipe)
     run = read_run_dir(ev.run_dir, recipe=ev.generation, eval_path=ev._path)
@@ -230,6 +235,17 @@ def evaluate(
         ),
     }
     questions = [q.to_json() for q in evaluation.sets.questions]
+    summary["comparison"] = compare_candidates(
+        records,
+        questions=questions,
+        answer_log=evaluation.answer_log,
+        candidates=names,
+        sets=list(evaluation.sets.stats),
+        samples=boot.samples,
+        confidence=boot.confidence,
+        seed=ev.seed,
+        min_topic_questions=ev.report.min_topic_questions,
+    )
     items = label_items(questions, evaluation.answers, names, ev.seed)
     result = EvalResult(out=out, summary=summary, warnings=warnings)
     if export_labels is not None:
@@ -240,10 +256,15 @@ def evaluate(
     _jsonl(out / "judgments.jsonl", records)
     _jsonl(out / "answers.jsonl", evaluation.answer_log)
     _jsonl(out / "questions.jsonl", [*questions, *evaluation.sets.dropped])
+    contamination = read_contamination(out)  # written by the contamination check, when it ran
+    if contamination is not None:
+        summary.setdefault("contamination", contamination)
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     (out / "summary.md").write_text(render_markdown(summary), encoding="utf-8")
+    if html is not None:
+        result.html = write_eval_html(out, html)
     return result
 
 

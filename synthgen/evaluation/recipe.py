@@ -20,6 +20,7 @@ An eval recipe::
       real: {path: real_queries.csv}                    # coverage of what students really ask
     modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
     bootstrap: {samples: 1000, confidence: 0.95}
+    report: {min_topic_questions: 10}                  # smaller topics fold into 'other'
 
 Paths are resolved against the eval recipe's folder; profile names are checked against the eval
 recipe's ``models`` and the generation recipe's. Errors read like a recipe's (``file:line: field``).
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthgen.errors import RecipeError
 from synthgen.evaluation.candidates import CandidateSpec
+from synthgen.evaluation.compare import ReportSettings
 from synthgen.evaluation.stats import Bootstrap
 from synthgen.llm.profile import ModelProfile, name_profiles
 from synthgen.recipe import Recipe, load_recipe
@@ -119,6 +121,7 @@ class EvalRecipe(BaseModel):
     sets: QuestionSets = Field(default_factory=QuestionSets)
     modes: Modes = Field(default_factory=Modes)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
     _path: Path | None = PrivateAttr(default=None)
     _recipe: Recipe | None = PrivateAttr(default=None)

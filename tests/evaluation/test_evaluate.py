@@ -268,7 +268,7 @@ def straightforward_bootstrap(
 
 @pytest.fixture
 def evaluated(server: OpenAIServer, tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    path = write_eval(tmp_path, server.url)
+    path = write_eval(tmp_path, server.url, report={"min_topic_questions": 2})  # matricula: 2 questions
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["evaluate", str(path), "--out", str(out), "--export-labels", str(tmp_path / "labels.csv")]
