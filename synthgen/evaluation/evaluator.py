@@ -26,6 +26,7 @@ from synthgen.evaluation.calibration import judge_warnings, label_items
 from synthgen.evaluation.candidates import VERSION, AnswerSource, build_sources
 from synthgen.evaluation.questions import Question, RunData, Sets, build_sets, read_run_dir
 from synthgen.evaluation.recipe import PARSE_FAILURES, EvalRecipe, load_eval_recipe
+from synthgen.evaluation.retrieval import build_retriever
 from synthgen.evaluation.stats import summarize_judgments
 from synthgen.evaluation.summary import render_markdown
 from synthgen.grounding import facts_block, language_name
@@ -176,6 +177,7 @@ class _Evaluation:
                 system_prompt=self.recipe.system_prompt,
                 teacher=self.teacher,
                 in_context=self.recipe.grounding == "in_context",
+                retriever=lambda spec: build_retriever(self.recipe, self.run.splits, spec.documents),
             )
             self.described = [s.describe() for s in sources]
             first = await asyncio.gather(*(self.answer(s, q, 1) for s in sources for q in questions))

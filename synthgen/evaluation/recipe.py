@@ -13,6 +13,7 @@ An eval recipe::
       - {name: teacher, endpoint: assistant, facts: true}
       - {name: local, model: ../../out/dpo}             # transformers checkpoint or PEFT adapter
       - {name: other, answers: answers.jsonl}           # {"question_id", "answer"} per line
+      - {name: rag, endpoint: base, retrieve: {k: 4}}   # top-4 train seeds + regulation chunks
     sets:
       paraphrases: {profile: paraphraser, max_seeds: 20}  # new wording of trained seeds
       heldout: {}                                       # the test split: never trained
@@ -169,6 +170,11 @@ def load_eval_recipe(path: str | Path) -> EvalRecipe:
             spec.model = resolve(spec.model, ("candidates", i, "model"), folder=True)
         if spec.answers is not None:
             spec.answers = resolve(spec.answers, ("candidates", i, "answers"))
+        if spec.retrieve is not None and spec.retrieve.documents is not None:
+            spec.retrieve.documents = [
+                resolve(d, ("candidates", i, "retrieve", "documents", j))
+                for j, d in enumerate(spec.retrieve.documents)
+            ]
     for name in ("out_of_scope", "real"):
         found = getattr(ev.sets, name)
         if found is not None:
