@@ -5,8 +5,9 @@
 
 The sets are reported separately: they measure different things
 (:mod:`synthgen.evaluation.questions`). In ``--out``: ``judgments.jsonl`` (every judge call, failed
-ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``; labels and
-calibration: :mod:`synthgen.evaluation.calibration`.
+ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``, ``contamination.json``
+(:mod:`synthgen.evaluation.contamination`); labels and calibration:
+:mod:`synthgen.evaluation.calibration`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from synthgen.evaluation.calibration import calibrate as calibrate_labels
 from synthgen.evaluation.calibration import export_labels as write_labels
 from synthgen.evaluation.calibration import judge_warnings, label_items
 from synthgen.evaluation.candidates import VERSION, AnswerSource, build_sources
+from synthgen.evaluation.contamination import check_contamination
 from synthgen.evaluation.questions import Question, RunData, Sets, build_sets, read_run_dir
 from synthgen.evaluation.recipe import PARSE_FAILURES, EvalRecipe, load_eval_recipe
 from synthgen.evaluation.retrieval import build_retriever
@@ -61,6 +63,7 @@ class _Evaluation:
         self.answer_log: list[dict[str, Any]] = []
         self.sets = Sets()
         self.described: list[dict[str, Any]] = []
+        self.contamination: dict[str, Any] | None = None  # contamination.json
 
     def teacher(self, facts: str) -> str:
         """The data generator's grounded assistant turn: what a ``facts: true`` endpoint sees."""
@@ -169,6 +172,10 @@ class _Evaluation:
     async def execute(self) -> list[dict[str, Any]]:
         async with self.client:
             self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
+            if self.ev.contamination is not None:
+                self.sets, self.contamination = check_contamination(
+                    self.sets, self.run.path, self.ev.contamination
+                )
             questions = self.sets.questions
             sources = build_sources(
                 self.ev.candidates,
@@ -242,6 +249,10 @@ def evaluate(
     _jsonl(out / "judgments.jsonl", records)
     _jsonl(out / "answers.jsonl", evaluation.answer_log)
     _jsonl(out / "questions.jsonl", [*questions, *evaluation.sets.dropped])
+    if evaluation.contamination is not None:  # read by the summary and the HTML report
+        (out / "contamination.json").write_text(
+            json.dumps(evaluation.contamination, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

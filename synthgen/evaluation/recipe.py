@@ -21,6 +21,7 @@ An eval recipe::
       real: {path: real_queries.csv}                    # coverage of what students really ask
     modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
     bootstrap: {samples: 1000, confidence: 0.95}
+    contamination: {n: 8, threshold: 0.5, drop: false}  # overlap with the training rows
 
 Paths are resolved against the eval recipe's folder; profile names are checked against the eval
 recipe's ``models`` and the generation recipe's. Errors read like a recipe's (``file:line: field``).
@@ -41,6 +42,7 @@ from synthgen.recipe import Recipe, load_recipe
 from synthgen.yamlconfig import line_for, load_yaml_model
 
 __all__ = [
+    "Contamination",
     "EvalRecipe",
     "HeldOut",
     "Modes",
@@ -101,6 +103,25 @@ class Modes(BaseModel):
     follow_ups: list[str] = Field(default_factory=list, description="scripted follow-ups: multi-turn")
 
 
+SetName = Literal["paraphrases", "heldout", "out_of_scope", "real"]
+_UNTRAINED: tuple[SetName, ...] = ("heldout", "out_of_scope", "real")
+
+
+class Contamination(BaseModel):
+    """n-gram overlap of eval questions and references with the training rows
+    (:mod:`synthgen.evaluation.contamination`); ``contamination: null`` turns the check off."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    n: int = Field(default=8, ge=2, le=50, description="words per n-gram")
+    threshold: float = Field(default=0.5, gt=0, le=1, description="share of n-grams found in training")
+    drop: bool = Field(default=False, description="leave flagged questions out of the sets")
+    sets: list[SetName] = Field(
+        default_factory=lambda: list(_UNTRAINED),
+        description="the sets checked (paraphrases: their reference is trained by construction)",
+    )
+
+
 PARSE_FAILURES = {"invalid_json", "schema", "empty", "length"}
 
 
@@ -120,6 +141,7 @@ class EvalRecipe(BaseModel):
     sets: QuestionSets = Field(default_factory=QuestionSets)
     modes: Modes = Field(default_factory=Modes)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    contamination: Contamination | None = Field(default_factory=Contamination)
 
     _path: Path | None = PrivateAttr(default=None)
     _recipe: Recipe | None = PrivateAttr(default=None)
