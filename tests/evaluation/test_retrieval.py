@@ -160,3 +160,24 @@ def test_retrieve_block_is_validated(tmp_path: Path, candidate: dict[str, Any], 
     with pytest.raises(RecipeError, match=message) as info:
         load_eval_recipe(tmp_path / "eval.yaml")
     assert "candidates" in str(info.value)
+
+
+def test_documents_of_a_documents_step_are_indexed_too(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    regulation = tmp_path / "docs" / "normativa.md"
+    regulation.write_text((SEEDS / "documents" / "normativa-practicas.md").read_text(encoding="utf-8"))
+    seed = {"id": "s1", "topic": "t", "question": "¿Cuándo es la matrícula?", "answer": "En julio."}
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"seeds": [seed]}, allow_unicode=True))
+    recipe = {
+        "name": "docs",
+        "seeds": "seeds.yaml",
+        "system_prompt": "Eres el asistente.",
+        "models": {"assistant": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+        "steps": [{"name": "extract", "generator": "documents", "config": {"documents": "docs/*.md"}}],
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    loaded = load_recipe(tmp_path / "recipe.yaml")
+    assert recipe_documents(loaded) == [regulation.resolve()]
+    retriever = build_retriever(loaded, {"s1": "train"})
+    assert retriever.describe()["chunks"] == len(chunk(load_document(regulation))) > 1
+    assert retriever.search("seguro de accidentes en las prácticas", 1)[0].id.startswith("doc:normativa.md#")
