@@ -181,3 +181,12 @@ def test_documents_of_a_documents_step_are_indexed_too(tmp_path: Path) -> None:
     retriever = build_retriever(loaded, {"s1": "train"})
     assert retriever.describe()["chunks"] == len(chunk(load_document(regulation))) > 1
     assert retriever.search("seguro de accidentes en las prácticas", 1)[0].id.startswith("doc:normativa.md#")
+
+
+def test_without_the_eval_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthgen.errors import ConfigError
+    from synthgen.evaluation.retrieval import Passage, Retriever
+
+    monkeypatch.setitem(__import__("sys").modules, "bm25s", None)  # as if the eval extra were missing
+    with pytest.raises(ConfigError, match=r"synthgen\[eval\]"):
+        Retriever([Passage("seed:a", "q", "a")])
