@@ -171,13 +171,7 @@ class _Evaluation:
 
     async def execute(self) -> list[dict[str, Any]]:
         async with self.client:
-            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
-            if self.ev.contamination is not None:
-                self.sets, self.contamination = check_contamination(
-                    self.sets, self.run.path, self.ev.contamination
-                )
-            questions = self.sets.questions
-            sources = build_sources(
+            sources = build_sources(  # first: a missing extra fails before the paraphrases are paid for
                 self.ev.candidates,
                 client=self.client,
                 profiles=self.ev.profiles(),
@@ -186,6 +180,12 @@ class _Evaluation:
                 in_context=self.recipe.grounding == "in_context",
                 retriever=lambda spec: build_retriever(self.recipe, self.run.splits, spec.documents),
             )
+            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
+            if self.ev.contamination is not None:
+                self.sets, self.contamination = check_contamination(
+                    self.sets, self.run.path, self.ev.contamination
+                )
+            questions = self.sets.questions
             self.described = [s.describe() for s in sources]
             first = await asyncio.gather(*(self.answer(s, q, 1) for s in sources for q in questions))
             follow = [

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from synthgen.errors import RecipeError
+from synthgen.errors import ConfigError, RecipeError
 from synthgen.evaluation.evaluator import evaluate
 from synthgen.evaluation.recipe import load_eval_recipe
 from synthgen.evaluation.retrieval import analyze, build_retriever, document_passages, recipe_documents
 from synthgen.generators.chunking import chunk, load_document
-from synthgen.recipe import load_recipe
+from synthgen.recipe import Recipe, load_recipe
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,17 +94,14 @@ def test_tokenisation_folds_accents_drops_stop_words_and_stems() -> None:
     assert analyze("matrícula", "stemmed", language="xx") == ["matricula"]  # no stemmer: folded words
 
 
-def test_rag_candidate_answers_with_train_passages_in_its_system_turn(
-    server: tuple[OpenAIServer, list[dict[str, Any]]], tmp_path: Path
-) -> None:
-    srv, sent = server
-    write_recipe(tmp_path, srv.url)
-    recipe = load_recipe(tmp_path / "recipe.yaml")
+def write_rag_eval(root: Path, url: str, **sets: Any) -> tuple[Recipe, dict[str, str]]:
+    """An eval recipe with one candidate, ``rag`` (base-model, top 3), on six held-out questions."""
+    write_recipe(root, url)
+    recipe = load_recipe(root / "recipe.yaml")
     splits = splits_of(recipe.loaded_seeds)
-    run_dir = tmp_path / "run"
-    (run_dir / ".synthgen").mkdir(parents=True)
-    (run_dir / ".synthgen" / "splits.json").write_text(json.dumps(splits))
-    profile = {"base_url": srv.url, "api_key_env": KEY_ENV, "temperature": 0.0}
+    (root / "run" / ".synthgen").mkdir(parents=True)
+    (root / "run" / ".synthgen" / "splits.json").write_text(json.dumps(splits))
+    profile = {"base_url": url, "api_key_env": KEY_ENV, "temperature": 0.0}
     eval_recipe = {
         "name": "rag-eval",
         "recipe": "recipe.yaml",
@@ -112,11 +109,19 @@ def test_rag_candidate_answers_with_train_passages_in_its_system_turn(
         "judge": "judge",
         "models": {"judge": {"model": "judge-model", **profile}, "base": {"model": "base-model", **profile}},
         "candidates": [{"name": "rag", "endpoint": "base", "retrieve": {"k": 3}}],
-        "sets": {"heldout": {"max_questions": 6}},
+        "sets": {"heldout": {"max_questions": 6}, **sets},
         "modes": {"claims": False, "pairwise": False, "follow_ups": ["¿Y el plazo?"]},
         "bootstrap": {"samples": 50},
     }
-    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(eval_recipe, allow_unicode=True), encoding="utf-8")
+    (root / "eval.yaml").write_text(yaml.safe_dump(eval_recipe, allow_unicode=True), encoding="utf-8")
+    return recipe, splits
+
+
+def test_rag_candidate_answers_with_train_passages_in_its_system_turn(
+    server: tuple[OpenAIServer, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    srv, sent = server
+    recipe, splits = write_rag_eval(tmp_path, srv.url)
     summary = evaluate(tmp_path / "eval.yaml", out=tmp_path / "out", use_cache=False).summary
 
     by_question = {s.question: s.id for s in recipe.loaded_seeds}
@@ -184,9 +189,19 @@ def test_documents_of_a_documents_step_are_indexed_too(tmp_path: Path) -> None:
 
 
 def test_without_the_eval_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from synthgen.errors import ConfigError
     from synthgen.evaluation.retrieval import Passage, Retriever
 
     monkeypatch.setitem(__import__("sys").modules, "bm25s", None)  # as if the eval extra were missing
     with pytest.raises(ConfigError, match=r"synthgen\[eval\]"):
         Retriever([Passage("seed:a", "q", "a")])
+
+
+def test_a_missing_eval_extra_fails_before_any_question_is_paid_for(
+    server: tuple[OpenAIServer, list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv, sent = server
+    write_rag_eval(tmp_path, srv.url, paraphrases={"profile": "base", "max_seeds": 2})
+    monkeypatch.setitem(__import__("sys").modules, "bm25s", None)
+    with pytest.raises(ConfigError, match=r"synthgen\[eval\]"):
+        evaluate(tmp_path / "eval.yaml", out=tmp_path / "out", use_cache=False)
+    assert sent == [] and srv.stats()["requests"] == 0  # the paraphrases were not written either
