@@ -179,7 +179,24 @@ def _prompts(result: Mapping[str, Any]) -> str:
 {rows}"""
 
 
-def _seeds(recipe: Recipe, result: Mapping[str, Any]) -> str:
+HELD_OUT_LISTED = 50  # seed ids named in the card; the `seeds` config's test split has them all
+
+
+def _held_out(run_dir: Path) -> str:
+    """The seeds held out for evaluation, by id: whoever evaluates a model trained on this dataset
+    must not train on them, and `synthgen evaluate`'s held-out set is exactly these."""
+    test = sorted(k for k, v in RunDir(run_dir).read_splits().items() if v == "test")
+    if not test:
+        return ""
+    shown = ", ".join(f"`{i}`" for i in test[:HELD_OUT_LISTED])
+    more = f" and {number(len(test) - HELD_OUT_LISTED)} more" if len(test) > HELD_OUT_LISTED else ""
+    return (
+        f"\n\nHeld out for evaluation (the test split: no train row was made from them): {shown}{more}. "
+        "The `seeds` config lists each seed with its split."
+    )
+
+
+def _seeds(recipe: Recipe, result: Mapping[str, Any], run_dir: Path) -> str:
     from synthgen.seeds import seeds_fingerprint
 
     topics = len({s.topic for s in recipe.loaded_seeds})
@@ -195,7 +212,7 @@ def _seeds(recipe: Recipe, result: Mapping[str, Any]) -> str:
 
 {number(len(recipe.loaded_seeds))} seed question/answer pairs on {topics} topics (the `seeds` config), split
 per seed: {splits}. Seed fingerprint (sha256 of their canonical JSON):
-`{seeds_fingerprint(recipe.loaded_seeds)}`.{note}"""
+`{seeds_fingerprint(recipe.loaded_seeds)}`.{_held_out(run_dir)}{note}"""
 
 
 def _counts(result: Mapping[str, Any]) -> str:
@@ -342,7 +359,7 @@ def body_sections(
         _method(recipe, result),
         _models(recipe, result),
         _prompts(result),
-        _seeds(recipe, result),
+        _seeds(recipe, result, run_dir),
         _counts(result),
         _cost(result),
         _examples(run_dir),

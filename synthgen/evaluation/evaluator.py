@@ -5,8 +5,9 @@
 
 The sets are reported separately: they measure different things
 (:mod:`synthgen.evaluation.questions`). In ``--out``: ``judgments.jsonl`` (every judge call, failed
-ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``; labels and
-calibration: :mod:`synthgen.evaluation.calibration`.
+ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``, ``contamination.json``
+(:mod:`synthgen.evaluation.contamination`); labels and calibration:
+:mod:`synthgen.evaluation.calibration`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from synthgen.evaluation.calibration import export_labels as write_labels
 from synthgen.evaluation.calibration import judge_warnings, label_items
 from synthgen.evaluation.candidates import VERSION, AnswerSource, build_sources
 from synthgen.evaluation.compare import compare_candidates, read_contamination
+from synthgen.evaluation.contamination import check_contamination
 from synthgen.evaluation.questions import Question, RunData, Sets, build_sets, read_run_dir
 from synthgen.evaluation.recipe import PARSE_FAILURES, EvalRecipe, load_eval_recipe
+from synthgen.evaluation.retrieval import build_retriever
 from synthgen.evaluation.stats import summarize_judgments
 from synthgen.evaluation.summary import render_markdown
 from synthgen.grounding import facts_block, language_name
@@ -63,6 +66,7 @@ class _Evaluation:
         self.answer_log: list[dict[str, Any]] = []
         self.sets = Sets()
         self.described: list[dict[str, Any]] = []
+        self.contamination: dict[str, Any] | None = None  # contamination.json
 
     def teacher(self, facts: str) -> str:
         """The data generator's grounded assistant turn: what a ``facts: true`` endpoint sees."""
@@ -170,16 +174,21 @@ class _Evaluation:
 
     async def execute(self) -> list[dict[str, Any]]:
         async with self.client:
-            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
-            questions = self.sets.questions
-            sources = build_sources(
+            sources = build_sources(  # first: a missing extra fails before the paraphrases are paid for
                 self.ev.candidates,
                 client=self.client,
                 profiles=self.ev.profiles(),
                 system_prompt=self.recipe.system_prompt,
                 teacher=self.teacher,
                 in_context=self.recipe.grounding == "in_context",
+                retriever=lambda spec: build_retriever(self.recipe, self.run.splits, spec.documents),
             )
+            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
+            if self.ev.contamination is not None:
+                self.sets, self.contamination = check_contamination(
+                    self.sets, self.run.path, self.ev.contamination
+                )
+            questions = self.sets.questions
             self.described = [s.describe() for s in sources]
             first = await asyncio.gather(*(self.answer(s, q, 1) for s in sources for q in questions))
             follow = [
@@ -256,7 +265,14 @@ def evaluate(
     _jsonl(out / "judgments.jsonl", records)
     _jsonl(out / "answers.jsonl", evaluation.answer_log)
     _jsonl(out / "questions.jsonl", [*questions, *evaluation.sets.dropped])
-    contamination = read_contamination(out)  # written by the contamination check, when it ran
+    checked = out / "contamination.json"  # read by the summary and the HTML report
+    if evaluation.contamination is not None:
+        checked.write_text(
+            json.dumps(evaluation.contamination, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    else:
+        checked.unlink(missing_ok=True)  # a check turned off leaves no stale verdict of an older run
+    contamination = read_contamination(out)
     if contamination is not None:
         summary.setdefault("contamination", contamination)
     (out / "summary.json").write_text(
