@@ -141,26 +141,10 @@ def test_read_contamination_is_defensive(tmp_path: Path) -> None:
     assert read_contamination(tmp_path) == data
 
 
-CONTAMINATION = {
-    "n": 8,
-    "threshold": 0.5,
-    "drop": False,
-    "sets": {
-        "heldout": {"checked": 2, "flagged": ["heldout:m2"]},
-        "paraphrases": {"checked": 3, "flagged": []},
-    },
-    "overlap": {"heldout:m2": 0.75, "heldout:b2": 0.0},
-}
-
-
 def test_headline_pairs_and_contamination_on_scripted_verdicts(server: OpenAIServer, tmp_path: Path) -> None:
     """The scripted judge of test_evaluate: good's and bad's scores on the paraphrases are m1 -> (8, 3),
     (6, 6) and b1 -> (9, 2); on the held-out seeds m2 -> (7, 4) and b2's bad grade never parses."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "contamination.json").write_text(
-        json.dumps(CONTAMINATION), encoding="utf-8"
-    )  # as the check writes it
     summary = evaluate(write_eval(tmp_path, server.url), out=out).summary
     para = summary["comparison"]["sets"]["paraphrases"]
     (pair,) = para["pairs"]
@@ -196,8 +180,10 @@ def test_headline_pairs_and_contamination_on_scripted_verdicts(server: OpenAISer
     assert lines[first_table - 2].startswith("## paraphrases")  # the headline comes first
     assert "| good | 3 | 7.67 [7.00, 9.00] ↑bad |" in markdown
     assert "| good | bad | +4.00 [+2.50, +7.00] * |" in markdown
-    assert "| heldout | 2 | 2 | 0 | 0 | 1 |" in markdown  # the question sets' contaminated column
-    assert "| real | 2 | 2 | 1 | 1 | not checked |" in markdown
-    assert "| heldout | 2 | 1 | heldout:m2 (0.75) |" in markdown
+    # the real check ran: real:2 is a training turn word for word (test_evaluate's TRAINING_TURN)
+    assert "| heldout | 2 | 2 | 0 | 0 | 0 |" in markdown  # the question sets' contaminated column
+    assert "| real | 2 | 2 | 1 | 1 | 1 |" in markdown
+    assert "| paraphrases | 3 | 2 | 0 | 1 | not checked |" in markdown
+    assert "| real | 2 | 1 | real:2 (1.00) |" in markdown
     assert "1 question(s) of this set were flagged by the contamination check" in markdown
-    assert summary["contamination"] == CONTAMINATION
+    assert summary["contamination"] == json.loads((out / "contamination.json").read_text(encoding="utf-8"))

@@ -33,7 +33,7 @@ QUESTIONS = 9  # 3 paraphrases, 2 held-out, 2 out-of-scope, 2 real queries
 @pytest.fixture
 def eval_dir(server: OpenAIServer, tmp_path: Path) -> tuple[Path, Path]:
     """The scripted evaluation of test_evaluate through the CLI with --html; one of good's answers
-    carries markup, and a contamination check flagged a held-out question."""
+    carries markup, and the contamination check flags real:2 (a training turn word for word)."""
     path = write_eval(tmp_path, server.url)
     good = tmp_path / "good.jsonl"
     rows = [json.loads(line) for line in good.read_text(encoding="utf-8").splitlines()]
@@ -42,10 +42,6 @@ def eval_dir(server: OpenAIServer, tmp_path: Path) -> tuple[Path, Path]:
             row["answer"] = HOSTILE + row["answer"]
     good.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     out, html = tmp_path / "out", tmp_path / "site" / "eval.html"
-    out.mkdir()
-    contamination = {"n": 8, "threshold": 0.5, "drop": False, "sets": {"heldout": {"checked": 2,
-                     "flagged": ["heldout:b2"]}}, "overlap": {"heldout:b2": 0.62}}  # fmt: skip
-    (out / "contamination.json").write_text(json.dumps(contamination), encoding="utf-8")
     result = CliRunner().invoke(main, ["evaluate", str(path), "--out", str(out), "--html", str(html)])
     assert result.exit_code == 0, result.output
     assert f"wrote {html}" in result.stdout
@@ -83,7 +79,8 @@ def test_eval_html_is_self_contained_and_escaped(eval_dir: tuple[Path, Path]) ->
     assert "pairwise verdicts (2;" in card
     broken = page[page.index("heldout · becas · seed b2") :]
     assert "single: judge failed (invalid_json)" in broken[: broken.index("</article>")]
-    assert '<span class="badge warn">contamination 0.62</span>' in page  # b2 was flagged
+    assert '<span class="badge warn">contamination 1.00</span>' in page  # real:2 was flagged
+    assert page.count('<span class="badge warn">contamination') == 1
     # injected markup is text: escaped once, never live
     assert "<script>document.body" not in page and "<img src=x" not in page
     assert "&lt;script&gt;document.body.dataset.pwned" in page and "&lt;img src=x onerror=" in page
