@@ -243,6 +243,11 @@ class ModelProfile(BaseModel):
             return tuple(url.rstrip("/") for url in self.base_url)
         return (self.resolved_base_url,)
 
+    @property
+    def servers(self) -> int:
+        """How many servers the profile spreads over (1 unless ``base_url`` is a list); no env lookup."""
+        return len(self.base_url) if isinstance(self.base_url, tuple) else 1
+
     def at(self, url: str) -> ModelProfile:
         """This profile on one of its endpoints (its own HTTP pool, limiter and probe entry)."""
         return self.model_copy(update={"base_url": url})

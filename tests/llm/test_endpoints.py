@@ -168,6 +168,7 @@ def test_a_list_keeps_single_url_keys_and_names_the_pool() -> None:
     assert pool.resolved_base_url == "http://gpu1:8000/v1, http://gpu2:8000/v1"
     assert client.request_key(messages(0), pool, None, 0, "") != key
     assert pool.limit_key() != one.limit_key()
+    assert (pool.servers, one.servers) == (2, 1)  # the runner's workers scale with it
 
 
 @pytest.mark.parametrize(

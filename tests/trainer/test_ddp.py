@@ -31,7 +31,7 @@ import yaml
 
 from tests.tiny_model import build_tiny_llama, make_run_dir, run_dir_texts
 
-pytestmark = pytest.mark.slow  # two launches of two processes each: ~1 min on 2 cores
+pytestmark = pytest.mark.slow  # two launches of two processes each: ~2 min on 2 busy cores
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -112,6 +112,8 @@ def _launch(kind: str, model: Path, run_dir: Path, out: Path) -> list[dict[str, 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_DISABLED": "true"}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
+    said = f"{per_device * accumulation} rows per optimizer step = {per_device} per device x "
+    assert proc.stdout.count(said) == 1, proc.stdout[-2000:]  # the trainer says it, on the main process
     reports = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(report.glob("rank*.json"))]
     assert [r["rank"] for r in reports] == list(range(PROCESSES)), proc.stderr[-4000:]
     return reports
