@@ -23,8 +23,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import httpx2
@@ -368,14 +368,13 @@ class ChatClient:
                     profile.name or profile.model,
                 )
             messages = with_schema_note(messages, schema)
-        estimate: int | None = None
         attempts = 0
 
         def note_unreachable(state: RetryCallState) -> None:
             # retries of an unreachable endpoint are silent for minutes otherwise: say once which and why
             exc = state.outcome.exception() if state.outcome else None
             url = profile.resolved_base_url
-            # (a pool says which of its endpoints went out of rotation itself)
+            # (a pool says itself which of its servers went out of rotation)
             if (
                 pool is None
                 and isinstance(exc, openai.APIConnectionError)
@@ -397,33 +396,20 @@ class ChatClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    # several servers of one model: each attempt leases one (its own HTTP pool and limits)
-                    with nullcontext(profile) if pool is None else pool.lease() as target:
-                        sdk, limiter = self._client(target), self.limiter(target)
-                        if estimate is None:  # a BPE encoding of every message: only when tokens are limited
-                            estimate = (
-                                count_message_tokens(messages)
-                                + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
-                                if limiter.tokens_per_minute
-                                else 0
-                            )
-                        async with limiter.slot(estimate):
-                            try:
-                                raw = await sdk.chat.completions.with_raw_response.create(
-                                    messages=messages,  # type: ignore[arg-type]
-                                    **params,
-                                )
-                            except (openai.APITimeoutError, asyncio.CancelledError):
-                                self._unanswered(profile)
-                                raise
-                            except openai.RateLimitError as exc:
-                                limiter.pause(retry_after(exc) or 1.0)
-                                raise
-                            except openai.APIStatusError as exc:
-                                if exc.status_code == 503 and (after := retry_after(exc)):
-                                    limiter.pause(after)
-                                raise
-                            limiter.learn(raw.headers)
+                    async with self._attempt(profile, pool, messages, params) as (call, limiter):
+                        try:
+                            raw = await call(messages=messages, **params)
+                        except (openai.APITimeoutError, asyncio.CancelledError):
+                            self._unanswered(profile)
+                            raise
+                        except openai.RateLimitError as exc:
+                            limiter.pause(retry_after(exc) or 1.0)
+                            raise
+                        except openai.APIStatusError as exc:
+                            if exc.status_code == 503 and (after := retry_after(exc)):
+                                limiter.pause(after)
+                            raise
+                        limiter.learn(raw.headers)
                     try:
                         completion = raw.parse()
                     except (
@@ -446,6 +432,28 @@ class ChatClient:
         except openai.APIConnectionError as exc:
             raise gave_up(exc, profile, attempts) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _attempt(
+        self,
+        profile: ModelProfile,
+        pool: EndpointPool | None,
+        messages: list[Message],
+        params: dict[str, Any],
+    ) -> AsyncIterator[tuple[Any, KeyLimiter]]:
+        """One attempt's server (the profile's, or one leased from its pool: each attempt may go to another),
+        held under that server's limits; yields its ``create`` call and its limiter."""
+        with nullcontext(profile) if pool is None else pool.lease() as target:
+            limiter = self.limiter(target)
+            # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
+            estimate = (
+                count_message_tokens(messages)
+                + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
+                if limiter.tokens_per_minute
+                else 0
+            )
+            async with limiter.slot(estimate):
+                yield self._client(target).chat.completions.with_raw_response.create, limiter
 
     def _unanswered(self, profile: ModelProfile) -> None:
         """A request sent whose answer we stopped waiting for: the server may bill it, so it counts
