@@ -139,6 +139,17 @@ async def test_a_dead_server_costs_no_backoff_while_others_answer() -> None:
         assert FIRST_COOLDOWN >= 1.0  # and the dead one was not probed again within the run
 
 
+async def test_a_server_answering_500s_leaves_the_rotation_after_three_in_a_row() -> None:
+    with OpenAIServer() as good, OpenAIServer(ServerConfig(fault_rate=1.0, faults=("500",))) as bad:
+        profile = pool_profile([bad.url, good.url], max_concurrency=1)
+        async with ChatClient() as client:
+            answers = [await client.complete(messages(i), profile=profile) for i in range(12)]
+            stats = client.pool(profile).stats()  # type: ignore[union-attr]
+        assert len(answers) == 12 and good.stats()["served_ok"] == 12  # every request answered
+        assert bad.stats()["requests"] == 3  # one blip is retried; three in a row take it out
+        assert stats[bad.url]["times_out"] == 1 and not stats[bad.url]["in_rotation"]
+
+
 async def test_the_cache_key_does_not_depend_on_the_server_that_answered(tmp_path: Path) -> None:
     with OpenAIServer() as a, OpenAIServer() as b:
         cache = ResponseCache(tmp_path / "cache.sqlite")

@@ -7,9 +7,10 @@ gradients, so the weights after the last step are equal bit for bit) and that it
 the merge ran once, and that dividing ``gradient_accumulation_steps`` by the process count keeps the rows
 per optimizer step the faculty recipe's configs promise (16: 4 x 4 dialogues for SFT, 2 x 8 pairs for DPO).
 
-``accelerate launch --cpu`` starts a single process unless an MPI launcher is installed; ``--multi_gpu``
-starts the ranks with torchrun, and ``use_cpu: true`` makes each rank's Accelerator join the gloo group
-on CPU (without it, a GPU-less rank falls back to training alone: the test below would say world size 1).
+The launch is trainer/README.md's, with TRL's own ``multi_gpu.yaml`` (DDP). ``accelerate launch --cpu``
+would start a single process unless an MPI launcher is installed; the DDP config starts the ranks with
+torchrun, and ``use_cpu: true`` makes each rank's Accelerator join the gloo group on CPU (without it, a
+GPU-less rank falls back to training alone: the test below would say world size 1).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import trl
 import yaml
 
 from tests.tiny_model import build_tiny_llama, make_run_dir, run_dir_texts
@@ -39,6 +41,7 @@ DEMO = REPO / "recipes" / "offline-demo"
 FACULTY = REPO / "recipes" / "faculty-sciences-es"
 PROCESSES = 2
 STEPS = 2
+TRL_CONFIGS = Path(trl.__file__).parent / "accelerate_configs"  # TRL's DDP and DeepSpeed configs
 
 
 def _promise(kind: str) -> tuple[int, int]:
@@ -92,14 +95,15 @@ def _free_port() -> int:
 
 
 def _launch(kind: str, model: Path, run_dir: Path, out: Path) -> list[dict[str, Any]]:
-    """``accelerate launch --multi_gpu --num_processes 2`` of one script; returns each rank's report."""
+    """``accelerate launch --config_file multi_gpu.yaml --num_processes 2`` of one script on CPU (TRL's DDP
+    config: torchrun starts the ranks; ``use_cpu`` puts them in a gloo group); returns each rank's report."""
     per_device, accumulation = _promise(kind)
     assert accumulation % PROCESSES == 0, f"{kind}.yaml's accumulation does not divide by {PROCESSES}"
     report = out.with_name(out.name + "-ranks")
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", str(PROCESSES), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--config_file", str(TRL_CONFIGS / "multi_gpu.yaml"),  # trainer/README.md's command, as shipped
+        "--num_processes", str(PROCESSES), "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
         str(WORKER), kind, str(report),
         "--config", str(DEMO / f"{kind}.yaml"),
