@@ -77,7 +77,8 @@ class _Runner:
             for n, p in recipe.models.items()
         }
         self.settings = StepSettings(
-            workers=2 * max(p.max_concurrency for p in self.profiles.values()),
+            # max_concurrency holds per server: a profile listing 3 servers takes 3x the requests in flight
+            workers=2 * max(p.max_concurrency * p.servers for p in self.profiles.values()),
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
