@@ -44,6 +44,7 @@ async function start() {
 function summary(data) {
   const labelled = L.items.filter((i) => i.label).length;
   $("progress").textContent = `${labelled}/${L.items.length} labelled`;
+  $("progress").dataset.labelled = String(labelled);
   $("file").textContent = data.file ? `Your labels: ${data.file}` : "";
   const rows = (data.agreement || []).map((a) => el("tr", {},
     el("td", {}, a.labellers.join(" / ")), el("td", {}, String(a.items)),
