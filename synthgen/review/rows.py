@@ -9,8 +9,6 @@ whose hash no longer matches the row (the run was re-finalized since the page lo
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +69,6 @@ class ReviewRows:
             "rows": rows,
             "actions": ACTIONS,
             "decisions": len(reviews.records),
-            "reviewer": os.environ.get("SYNTHGEN_REVIEWER") or _user(),
         }
 
     def decide(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,13 +104,6 @@ class ReviewRows:
         ]
         decision, stale = Reviews(records).decision(row["config"], row["key"], row["hash"])
         return {"key": row["key"], "decision": decision.to_json() if decision else None, "stale": stale}
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
 
 
 def review_app(run_dir: Path) -> Any:

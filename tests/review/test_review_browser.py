@@ -185,3 +185,15 @@ def test_markup_in_a_row_stays_text(browser: Any, run_dir: Path, tmp_path: Path)
         assert page.evaluate("document.body.dataset.pwned") is None
         assert dialogs == [] and errors == []
         page.close()
+
+
+def test_off_loopback_the_page_works_with_its_token(browser: Any, run_dir: Path) -> None:
+    with AppServer(review_app(run_dir), host="0.0.0.0").running() as shared:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{shared.port}/")
+        assert "?token=" in (page.text_content("body") or "")  # refused, saying how to get in
+        page.goto(shared.url().replace("0.0.0.0", "127.0.0.1"))  # the printed URL: the cookie carries on
+        page.wait_for_selector("#list button")
+        page.reload()  # the address bar still has the token; the API calls have only the cookie
+        page.wait_for_selector("#list button")
+        page.close()

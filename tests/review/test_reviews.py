@@ -174,3 +174,18 @@ def test_guards(run_dir: Path) -> None:
         assert request(plain + "/api/rows", **{"X-Synthgen-Token": shared.token})[0] == 200
         with urllib.request.urlopen(plain + f"/?token={shared.token}", timeout=30) as response:
             assert f"synthgen_token={shared.token}" in response.headers["Set-Cookie"]
+
+
+def test_cli_says_what_is_wrong(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from synthgen.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    review = CliRunner().invoke(main, ["review", str(empty)])
+    assert review.exit_code == 2 and "not a finished RUN_DIR (no run.json)" in review.output
+    applied = CliRunner().invoke(main, ["review", "--apply", str(empty)])
+    assert applied.exit_code == 2 and "no .synthgen/state.json" in applied.output
+    label = CliRunner().invoke(main, ["label", str(empty)])
+    assert label.exit_code == 2 and "questions.jsonl is missing" in label.output

@@ -57,7 +57,7 @@ async function load() {
   S.rows = data.rows;
   S.rows.forEach((r) => { r.search = textOf(r); });
   $("run").textContent = data.run;
-  $("reviewer").value = localStorage.getItem("synthgen-reviewer") || data.reviewer || "";
+  $("reviewer").value = localStorage.getItem("synthgen-reviewer") || "";
   fillSelect("f-topic", S.rows.map((r) => r.row.topic));
   fillSelect("f-seed", S.rows.flatMap((r) => r.row.seed_ids || []));
   fillSelect("f-persona", S.rows.map((r) => r.row.persona));
