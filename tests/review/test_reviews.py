@@ -18,6 +18,7 @@ import pytest
 
 from synthgen.errors import PublishError
 from synthgen.hub.publish import publish
+from synthgen.pipeline.runner import run
 from synthgen.review.apply import apply_reviews_to
 from synthgen.review.rows import review_app
 from synthgen.review.server import AppServer
@@ -80,7 +81,10 @@ def test_publish_requires_every_row_reviewed(run_dir: Path) -> None:
     log = AppendLog(RunDir(run_dir).reviews)
     for row in read_unreviewed(run_dir):
         log.append(decision(row, "approve"))
-    off_loop(apply_reviews_to, run_dir)
+    result = off_loop(
+        run, run_dir.parent / "recipe.yaml", out=run_dir, offline=True
+    )  # `synthgen run` applies
+    assert result.review["unreviewed"] == 0 and result.usage_this_run["total"]["requests"] == 0
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE"):  # past the gate: the next check stops it
         publish(run_dir, "org/demo")
 
