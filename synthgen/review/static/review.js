@@ -218,6 +218,8 @@ async function decide(action, extra) {
   S.rejecting = false;
   toast(result.decision.state);
   renderList();
+  // on to the next row, unless the reviewer already moved on while this decision was being saved
+  if (S.shown[S.current] !== r) return;
   if (S.current + 1 < S.shown.length) select(S.current + 1); else renderDetail();
 }
 
