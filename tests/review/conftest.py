@@ -1,7 +1,8 @@
 """The review app's fixtures: small offline RUN_DIRs and evaluations, the app served on loopback, and
-one headless Chromium (Debian's ``chromium``, driven by Playwright without a browser download) for the
-whole session. Without Chromium or Playwright these tests FAIL, on purpose: a skipped browser test
-proves nothing (CI installs both)."""
+one headless Chromium per test module (Debian's ``chromium``, driven by Playwright without a browser
+download; per module, because Playwright's sync API keeps an event loop running in the main thread
+while it is open, and the rest of the suite starts its own with ``asyncio.run``). Without Chromium or
+Playwright these tests FAIL, on purpose: a skipped browser test proves nothing (CI installs both)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def chromium() -> str:
     pytest.fail("headless Chromium is required (apt-get install -y chromium) and none is on PATH")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -57,6 +58,13 @@ def off_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     one, and synthgen's runs and evaluations start theirs with ``asyncio.run``."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(func, *args, **kwargs).result()
+
+
+def fresh(made: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a module's RUN_DIR, so tests decide on rows in any order."""
+    out = tmp_path / "run"
+    shutil.copytree(made, out)
+    return out
 
 
 def make_hostile(run_dir: Path) -> str:

@@ -5,7 +5,6 @@ at once, and markup in a row that stays text."""
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +18,23 @@ from synthgen.review.rows import review_app
 from synthgen.review.server import AppServer
 from synthgen.reviews import AppendLog
 from synthgen.rundir import RunDir
-from tests.review.conftest import HOSTILE_ANSWER, HOSTILE_QUESTION, make_hostile, make_run, off_loop
+from tests.review.conftest import HOSTILE_ANSWER, HOSTILE_QUESTION, fresh, make_hostile, make_run, off_loop
 
 REASON = "La fecha de la matrícula es incorrecta"
 EDITED = "Corregido por la oficina: la automatrícula es del 28 de julio al 12 de septiembre."
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("review"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def run_dir(made: Path, tmp_path: Path) -> Path:
+    return fresh(made, tmp_path)
+
+
+@pytest.fixture
 def server(run_dir: Path) -> Iterator[AppServer]:
     with AppServer(review_app(run_dir)).running() as served:
         yield served
@@ -161,11 +165,9 @@ def test_two_reviewers_at_once_lose_nothing(browser: Any, server: AppServer, run
         context.close()
 
 
-def test_markup_in_a_row_stays_text(browser: Any, run_dir: Path, tmp_path: Path) -> None:
-    hostile_dir = tmp_path / "hostile"
-    shutil.copytree(run_dir, hostile_dir)
-    key = make_hostile(hostile_dir)
-    with AppServer(review_app(hostile_dir)).running() as server:
+def test_markup_in_a_row_stays_text(browser: Any, run_dir: Path) -> None:
+    key = make_hostile(run_dir)
+    with AppServer(review_app(run_dir)).running() as server:
         page = browser.new_page()
         errors = watch(page)
         dialogs: list[str] = []

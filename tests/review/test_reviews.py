@@ -24,12 +24,17 @@ from synthgen.review.rows import review_app
 from synthgen.review.server import AppServer
 from synthgen.reviews import AppendLog, content_hash, make_review, read_unreviewed
 from synthgen.rundir import RunDir
-from tests.review.conftest import make_run, off_loop
+from tests.review.conftest import fresh, make_run, off_loop
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("reviews"), seeds=4, require_review=True)
+
+
+@pytest.fixture
+def run_dir(made: Path, tmp_path: Path) -> Path:
+    return fresh(made, tmp_path)
 
 
 def decision(row: dict[str, Any], action: str, **extra: Any) -> dict[str, Any]:
@@ -72,7 +77,7 @@ def test_stale_and_gone_decisions_are_reported_not_applied(run_dir: Path, tmp_pa
     assert "Decisions not applied because their row changed" in RunDir(run_dir).card.read_text()
 
 
-def test_publish_requires_every_row_reviewed(run_dir: Path) -> None:
+def test_publish_requires_every_row_reviewed(made: Path, run_dir: Path) -> None:
     with pytest.raises(
         PublishError, match=r"require_review is set and \d+ sft row\(s\), \d+ prefs row"
     ) as exc:
@@ -81,9 +86,8 @@ def test_publish_requires_every_row_reviewed(run_dir: Path) -> None:
     log = AppendLog(RunDir(run_dir).reviews)
     for row in read_unreviewed(run_dir):
         log.append(decision(row, "approve"))
-    result = off_loop(
-        run, run_dir.parent / "recipe.yaml", out=run_dir, offline=True
-    )  # `synthgen run` applies
+    # `synthgen run` on the RUN_DIR applies them too
+    result = off_loop(run, made.parent / "recipe.yaml", out=run_dir, offline=True)
     assert result.review["unreviewed"] == 0 and result.usage_this_run["total"]["requests"] == 0
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE"):  # past the gate: the next check stops it
         publish(run_dir, "org/demo")

@@ -217,10 +217,10 @@ async function decide(action, extra) {
   r.stale = result.stale;
   S.rejecting = false;
   toast(result.decision.state);
-  renderList();
   // on to the next row, unless the reviewer already moved on while this decision was being saved
-  if (S.shown[S.current] !== r) return;
-  if (S.current + 1 < S.shown.length) select(S.current + 1); else renderDetail();
+  if (S.shown[S.current] === r && S.current + 1 < S.shown.length) { select(S.current + 1); return; }
+  renderList();
+  if (S.shown[S.current] === r) renderDetail();
 }
 
 async function saveEdit(r, turn, text) {
