@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import secrets
+import socket
 import threading
 import webbrowser
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ from synthgen.errors import ConfigError
 __all__ = ["LOOPBACK", "AppServer", "json_body", "make_app", "page_handler", "serve"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_WILDCARDS = ("0.0.0.0", "::", "")
 _COOKIE = "synthgen_token"
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -121,8 +123,11 @@ class AppServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="synthgen-review", daemon=True)
         self._runner = web.AppRunner(self.app, access_log=None)
 
-    def url(self, path: str = "/") -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        """The page's URL (with its token off loopback); ``host`` replaces the bound address (a wildcard
+        such as 0.0.0.0 is no address to browse to)."""
+        host = host or self.host
+        host = f"[{host}]" if ":" in host else host
         query = f"?token={self.token}" if self.token else ""
         return f"http://{host}:{self.port}{path}{query}"
 
@@ -172,7 +177,9 @@ def serve(
     if server.token is not None:
         notify(f"serving on {host}, beyond this machine: the URL carries a token; share it with care")
     with server.running():
-        url = server.url(path)
+        url = server.url(path, "127.0.0.1" if host in _WILDCARDS else None)
+        if host in _WILDCARDS:
+            notify(f"from other machines: {server.url(path, socket.gethostname())}")
         notify(f"open {url}  (Ctrl-C stops)")
         if open_browser:
             webbrowser.open(url)
