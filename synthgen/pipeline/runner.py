@@ -119,7 +119,7 @@ class _Runner:
             upgraded = {
                 **state,
                 "fingerprint": self.fingerprint,
-                "recipe_path": self._recipe_path(),
+                "recipe_path": self._recipe_path() or state.get("recipe_path"),
                 "limit": self.limit if self.generate else state.get("limit"),
             }
             if upgraded != state:  # made by an earlier release, or the recipe file moved
@@ -197,7 +197,9 @@ class _Runner:
         )
 
         async def produce(plan: StepPlan) -> list[dict[str, Any]]:
-            priced = budget.max_usd is not None and not budget.exhausted and not plan.skipped
+            priced = (
+                self.generate and budget.max_usd is not None and not budget.exhausted and not plan.skipped
+            )
             step_run = StepRun(
                 plan,
                 self.rundir.journal(plan.step.name),

@@ -224,6 +224,9 @@ async function decide(action, extra) {
 }
 
 async function saveEdit(r, turn, text) {
+  const edits = (r.decision && r.decision.edits) || {};
+  const before = edits[String(turn)] !== undefined ? edits[String(turn)] : r.row.messages[turn].content;
+  if (text === before) { S.editing = null; renderDetail(); return; }  // nothing changed: no decision
   const result = await post({ config: r.config, key: r.key, hash: r.hash, action: "edit", turn, text });
   if (!result) return;
   r.decision = result.decision;
