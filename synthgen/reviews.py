@@ -40,6 +40,7 @@ __all__ = [
     "content_hash",
     "keyed_rows",
     "make_review",
+    "now",
     "read_unreviewed",
     "write_unreviewed",
 ]
@@ -123,6 +124,7 @@ class AppendLog:
 
 
 def now() -> str:
+    """UTC, to the second: when a decision or a label was made."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
