@@ -25,7 +25,7 @@ __all__ = ["GENERATED_SECTIONS", "body_sections", "number"]
 
 GENERATED_SECTIONS = (
     "Dataset structure", "How it was made", "Models", "Prompt templates", "Seeds", "Counts and quality",
-    "Tokens and cost", "Examples", "How to train", "Limitations", "Recipe", "Versions", "Citation",
+    "Human review", "Tokens and cost", "Examples", "How to train", "Limitations", "Recipe", "Versions", "Citation",
 )  # fmt: skip
 
 
@@ -247,6 +247,36 @@ items = ok + failed + rejected + not started.
 {by_reason}"""
 
 
+def _review(result: Mapping[str, Any]) -> list[str]:
+    """People's decisions (``synthgen review``), once anyone made one: how much of the data they read."""
+    review = result.get("review") or {}
+    if not review.get("decisions"):
+        return []
+    stale = review.get("stale", [])
+    kept = sum(review.get(k, 0) for k in ("approved", "edited", "swapped", "unreviewed"))
+    cells = [number(review[k]) for k in ("reviewed", "approved", "edited", "swapped", "rejected")]
+    cells += [f"{number(review['unreviewed'])} ({_pct(review['unreviewed'], kept)})", number(len(stale))]
+    not_applied = (
+        "\n\nDecisions not applied because their row changed since it was reviewed (or is gone): "
+        + ", ".join(f"`{line}`" for line in stale[:10])
+        if stale
+        else ""
+    )
+    return [
+        f"""## Human review
+
+People from the office read rows in `synthgen review` before this dataset was finalized
+({number(review["decisions"])} decisions by {number(review["reviewers"])} reviewer(s)). Rejected rows were
+removed with the reason `human: <reason>` (tied pairs as `human: tie`); edited dialogues carry the
+corrected text, swapped pairs the corrected preference. The `reviewed` column says which rows a person
+checked (`approved`, `edited`, `swapped`; empty: not reviewed).
+
+| reviewed | approved | edited | swapped | rejected | published rows not reviewed | decisions not applied |
+|---|---|---|---|---|---|---|
+| {" | ".join(cells)} |{not_applied}"""
+    ]
+
+
 def _cost(result: Mapping[str, Any]) -> str:
     usage = result["usage"]
     unpriced = set(usage.get("unpriced_models", ()))
@@ -361,6 +391,7 @@ def body_sections(
         _prompts(result),
         _seeds(recipe, result, run_dir),
         _counts(result),
+        *_review(result),
         _cost(result),
         _examples(run_dir),
         training_section(recipe.output.hub.repo_id or REPO_PLACEHOLDER, configs).rstrip(),
