@@ -366,9 +366,19 @@ def publish(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Compare a filled labelling sheet with the judge (agreement, weighted kappa).",
 )
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the self-contained HTML report (headline, forest plots, answers side by side) to FILE.",
+)
 @_errors
 def evaluate(
-    eval_recipe: Path, offline: bool, out: Path | None, export_labels: Path | None, calibrate: Path | None
+    eval_recipe: Path,
+    offline: bool,
+    out: Path | None,
+    export_labels: Path | None,
+    calibrate: Path | None,
+    html: Path | None,
 ) -> None:
     """Grade candidate models with an LLM judge on four question sets; write summary.md/json.
 
@@ -384,11 +394,12 @@ def evaluate(
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --out runs/offline-demo-eval
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --export-labels labels.csv
       synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate labels-filled.csv
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --html runs/offline-demo-eval.html
     """
     from synthgen import evaluate as evaluate_models
 
     result = evaluate_models(
-        eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate
+        eval_recipe, out=out, offline=offline, export_labels=export_labels, calibrate=calibrate, html=html
     )
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
@@ -413,6 +424,91 @@ def evaluate(
             f"quadratic {c['scores']['kappa_quadratic']} (n={c['scores']['n']})"
         )
     click.echo(f"wrote {result.out / 'summary.md'}")
+    if result.html is not None:
+        click.echo(f"wrote {result.html}")
+
+
+def _serving(func: F) -> F:
+    """--host, --port and --open of the two browser commands (review, label)."""
+    func = click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")(func)
+    func = click.option(
+        "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
+    )(func)
+    return click.option(
+        "--host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address to listen on; any but loopback requires the token the printed URL carries.",
+    )(func)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--apply", "apply_", is_flag=True, help="Re-finalize the dataset with the decisions, then exit."
+)
+@click.option(
+    "--recipe",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="With --apply: the recipe, when the one that made RUN_DIR has moved.",
+)
+@_serving
+@_errors
+def review(
+    run_dir: Path, apply_: bool, recipe: Path | None, host: str, port: int, open_browser: bool
+) -> None:
+    """Review a RUN_DIR in the browser: approve, reject or edit dialogues; approve, reject, swap or tie pairs.
+
+    Decisions are appended to RUN_DIR/.synthgen/reviews.jsonl at once; --apply (or `synthgen run`
+    on the RUN_DIR) re-finalizes the dataset with them.
+
+    \b
+    Example:
+      synthgen review runs/demo --open
+      synthgen review --apply runs/demo
+    """
+    if apply_:
+        from synthgen.review.apply import apply_reviews_to
+
+        result = apply_reviews_to(
+            run_dir, recipe=recipe, notify=lambda m: click.secho(m, fg="yellow", err=True)
+        )
+        r = result.review
+        if not r.get("decisions"):
+            click.echo(f"no review decisions in {run_dir} yet: re-finalized as it was")
+            return
+        click.echo(
+            f"applied {r.get('decisions', 0)} decisions: {r.get('reviewed', 0)} rows reviewed "
+            f"({r.get('approved', 0)} approved, {r.get('edited', 0)} edited, {r.get('swapped', 0)} swapped, "
+            f"{r.get('rejected', 0)} rejected), {r.get('unreviewed', 0)} not reviewed, "
+            f"{len(r.get('stale', []))} not applied (row changed since)"
+        )
+        click.echo(f"wrote {run_dir}")
+        return
+    from synthgen.review.rows import review_app
+    from synthgen.review.server import serve
+
+    serve(review_app(run_dir), host=host, port=port, path="/", open_browser=open_browser, notify=click.echo)
+
+
+@main.command()
+@click.argument("eval_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_serving
+@_errors
+def label(eval_dir: Path, host: str, port: int, open_browser: bool) -> None:
+    """Label an evaluation's answer pairs, blinded, in the browser (for evaluate --calibrate).
+
+    Each labeller's labels are written to EVAL_DIR/labels/NAME.csv, the sheet --calibrate reads.
+
+    \b
+    Example:
+      synthgen label runs/demo-eval --open
+      synthgen evaluate recipes/offline-demo/eval.yaml --offline --calibrate runs/demo-eval/labels/ana.csv
+    """
+    from synthgen.review.label import label_app
+    from synthgen.review.server import serve
+
+    serve(label_app(eval_dir), host=host, port=port, path="/", open_browser=open_browser, notify=click.echo)
 
 
 @main.command()

@@ -10,7 +10,8 @@ plus a private ``.synthgen/`` folder that is never published::
     .synthgen/                         state.json, splits.json, journal/<step>.jsonl, ledger.jsonl,
                                        batches.jsonl (Batch API), failures.jsonl, rejected.jsonl,
                                        publish.json, lock (one writer at a time), swap.json, tmp/
-                                       and trash/ of finalize
+                                       and trash/ of finalize, reviews.jsonl (people's decisions),
+                                       unreviewed.jsonl
 
 This module is the one place that spells those names. The pipeline writes through these paths; the
 card, reports, evaluation and publishing read through them. It imports nothing of synthgen but
@@ -159,6 +160,16 @@ class RunDir:
             return f"synthgen {owner['action']} (pid {owner['pid']}) holds it since {since}"
         except (OSError, ValueError, KeyError, TypeError):
             return "another synthgen process holds it"
+
+    @property
+    def reviews(self) -> Path:
+        """People's review decisions, appended by ``synthgen review`` (:mod:`synthgen.reviews`)."""
+        return self.state_dir / "reviews.jsonl"
+
+    @property
+    def unreviewed(self) -> Path:
+        """The sft and prefs rows as the pipeline made them, before people's decisions: what they review."""
+        return self.state_dir / "unreviewed.jsonl"
 
     @property
     def ledger(self) -> Path:

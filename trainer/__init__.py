@@ -26,7 +26,7 @@ from synthgen.errors import TrainerError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ModelArguments", "load_tokenizer", "run_cli"]
+__all__ = ["ModelArguments", "load_tokenizer", "run_cli", "say_rows_per_step"]
 
 
 @dataclass
@@ -80,6 +80,22 @@ def load_tokenizer(model_args: ModelArguments, *, trust_remote_code: bool = Fals
             )
         tokenizer.pad_token = pad
     return tokenizer
+
+
+def say_rows_per_step(trainer: Any) -> int:
+    """Print once (main process) the rows one optimizer step consumes, and return it.
+
+    It is per-device batch x ``gradient_accumulation_steps`` x processes: on N GPUs the accumulation must
+    be divided by N to keep a recipe's rows per step (16 for the faculty recipe), and nothing else says
+    whether it was; a learning rate tuned for 16 rows is wrong for 64.
+    """
+    args = trainer.args
+    rows = int(args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
+    trainer.accelerator.print(
+        f"{rows} rows per optimizer step = {args.per_device_train_batch_size} per device x "
+        f"{args.gradient_accumulation_steps} accumulation x {args.world_size} processes"
+    )
+    return rows
 
 
 def run_cli(make_parser: Callable[[], Any], train: Callable[..., Any], argv: Sequence[str] | None) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from trainer import ModelArguments, load_tokenizer, run_cli
+from trainer import ModelArguments, load_tokenizer, run_cli, say_rows_per_step
 from trainer.data import DataArguments, first_row, hub_dataset_name, load_splits
 from trainer.preflight import preflight_dpo, preflight_model
 
@@ -64,6 +64,7 @@ def train(
         trainer.model._ddp_params_and_buffers_to_ignore = [
             name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool
         ]
+    say_rows_per_step(trainer)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:  # TRL's own: pushes output_dir (the adapter) to hub_model_id

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from trainer import ModelArguments, load_tokenizer, run_cli
+from trainer import ModelArguments, load_tokenizer, run_cli, say_rows_per_step
 from trainer.data import DataArguments, first_row, hub_dataset_name, load_splits
 from trainer.merge import merge_adapter
 from trainer.preflight import preflight_model, preflight_sft
@@ -76,6 +76,7 @@ def train(
         peft_config=peft_config,
         quantization_config=get_quantization_config(model_args),
     )
+    say_rows_per_step(trainer)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     # TRL's own push (output_dir to hub_model_id), before the merge so that the float32 merged model, which

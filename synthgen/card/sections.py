@@ -25,7 +25,7 @@ __all__ = ["GENERATED_SECTIONS", "body_sections", "number"]
 
 GENERATED_SECTIONS = (
     "Dataset structure", "How it was made", "Models", "Prompt templates", "Seeds", "Counts and quality",
-    "Tokens and cost", "Examples", "How to train", "Limitations", "Recipe", "Versions", "Citation",
+    "Human review", "Tokens and cost", "Examples", "How to train", "Limitations", "Recipe", "Versions", "Citation",
 )  # fmt: skip
 
 
@@ -179,7 +179,24 @@ def _prompts(result: Mapping[str, Any]) -> str:
 {rows}"""
 
 
-def _seeds(recipe: Recipe, result: Mapping[str, Any]) -> str:
+HELD_OUT_LISTED = 50  # seed ids named in the card; the `seeds` config's test split has them all
+
+
+def _held_out(run_dir: Path) -> str:
+    """The seeds held out for evaluation, by id: whoever evaluates a model trained on this dataset
+    must not train on them, and `synthgen evaluate`'s held-out set is exactly these."""
+    test = sorted(k for k, v in RunDir(run_dir).read_splits().items() if v == "test")
+    if not test:
+        return ""
+    shown = ", ".join(f"`{i}`" for i in test[:HELD_OUT_LISTED])
+    more = f" and {number(len(test) - HELD_OUT_LISTED)} more" if len(test) > HELD_OUT_LISTED else ""
+    return (
+        f"\n\nHeld out for evaluation (the test split: no train row was made from them): {shown}{more}. "
+        "The `seeds` config lists each seed with its split."
+    )
+
+
+def _seeds(recipe: Recipe, result: Mapping[str, Any], run_dir: Path) -> str:
     from synthgen.seeds import seeds_fingerprint
 
     topics = len({s.topic for s in recipe.loaded_seeds})
@@ -195,7 +212,7 @@ def _seeds(recipe: Recipe, result: Mapping[str, Any]) -> str:
 
 {number(len(recipe.loaded_seeds))} seed question/answer pairs on {topics} topics (the `seeds` config), split
 per seed: {splits}. Seed fingerprint (sha256 of their canonical JSON):
-`{seeds_fingerprint(recipe.loaded_seeds)}`.{note}"""
+`{seeds_fingerprint(recipe.loaded_seeds)}`.{_held_out(run_dir)}{note}"""
 
 
 def _counts(result: Mapping[str, Any]) -> str:
@@ -228,6 +245,36 @@ items = ok + failed + rejected + not started.
 {table}
 
 {by_reason}"""
+
+
+def _review(result: Mapping[str, Any]) -> list[str]:
+    """People's decisions (``synthgen review``), once anyone made one: how much of the data they read."""
+    review = result.get("review") or {}
+    if not review.get("decisions"):
+        return []
+    stale = review.get("stale", [])
+    kept = sum(review.get(k, 0) for k in ("approved", "edited", "swapped", "unreviewed"))
+    cells = [number(review[k]) for k in ("reviewed", "approved", "edited", "swapped", "rejected")]
+    cells += [f"{number(review['unreviewed'])} ({_pct(review['unreviewed'], kept)})", number(len(stale))]
+    not_applied = (
+        "\n\nDecisions not applied because their row changed since it was reviewed (or is gone): "
+        + ", ".join(f"`{line}`" for line in stale[:10])
+        if stale
+        else ""
+    )
+    return [
+        f"""## Human review
+
+People from the office read rows in `synthgen review` before this dataset was finalized
+({number(review["decisions"])} decisions by {number(review["reviewers"])} reviewer(s)). Rejected rows were
+removed with the reason `human: <reason>` (tied pairs as `human: tie`); edited dialogues carry the
+corrected text, swapped pairs the corrected preference. The `reviewed` column says which rows a person
+checked (`approved`, `edited`, `swapped`; empty: not reviewed).
+
+| reviewed | approved | edited | swapped | rejected | published rows not reviewed | decisions not applied |
+|---|---|---|---|---|---|---|
+| {" | ".join(cells)} |{not_applied}"""
+    ]
 
 
 def _cost(result: Mapping[str, Any]) -> str:
@@ -354,8 +401,9 @@ def body_sections(
         _method(recipe, result),
         _models(recipe, result),
         _prompts(result),
-        _seeds(recipe, result),
+        _seeds(recipe, result, run_dir),
         _counts(result),
+        *_review(result),
         _cost(result),
         _examples(run_dir),
         training_section(recipe.output.hub.repo_id or REPO_PLACEHOLDER, configs).rstrip(),

@@ -87,7 +87,8 @@ def label_items(
         )
         for group in groups:
             item_id = hashlib.sha256("\x1f".join([q["id"], *group]).encode()).hexdigest()[:12]
-            a, b = group if len(group) == 1 or item_seed(seed, "labels", item_id) % 2 == 0 else group[::-1]
+            if len(group) == 2 and item_seed(seed, "labels", item_id) % 2 == 1:
+                group = group[::-1]
             items.append(
                 LabelItem(
                     item_id=item_id,
@@ -95,8 +96,8 @@ def label_items(
                     question_id=q["id"],
                     question=q["text"],
                     reference=q.get("reference") or "",
-                    a=a,
-                    b=b if len(group) == 2 else None,
+                    a=group[0],
+                    b=group[1] if len(group) == 2 else None,  # one candidate: graded alone
                 )
             )
     return items

@@ -9,6 +9,9 @@ Three kinds, one interface (``await source.answer(question_id, turns, facts)`` -
 * :class:`LocalSource`: a transformers checkpoint or a PEFT adapter folder (what ``trainer/``
   writes), greedy decoding with the model's chat template. torch and transformers are the optional
   ``train`` extra: imported on first use, with the install hint when missing.
+* ``retrieve: {k: 4}`` on an endpoint or local candidate: the retrieval baseline (or a fine-tuned
+  model with retrieval): the top ``k`` passages of the train seeds and the regulation documents go
+  into its system turn (:mod:`synthgen.evaluation.retrieval`).
 * :class:`AnswersSource`: a JSONL of precomputed answers, ``{"question_id": ..., "answer": ...}``
   per line (e.g. produced by another harness); the answer to a scripted follow-up has the id
   ``<question_id>#2``.
@@ -29,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthgen.errors import CompletionFailed, ConfigError
+from synthgen.evaluation.retrieval import RetrievalTurn, Retriever
 from synthgen.llm.client import ChatClient, Message
 from synthgen.llm.profile import ModelProfile
 
@@ -39,10 +43,22 @@ __all__ = [
     "CandidateSpec",
     "EndpointSource",
     "LocalSource",
+    "Retrieve",
     "build_sources",
 ]
 
 VERSION = "evaluate/1"  # goes into the cache key of every evaluation call
+
+
+class Retrieve(BaseModel):
+    """A retrieval candidate's block: how many passages, from which documents (default: the recipe's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(default=4, ge=1, le=20, description="passages in the system turn")
+    documents: list[Path] | None = Field(
+        default=None, description="regulation documents to index instead of the recipe's"
+    )
 
 
 class CandidateSpec(BaseModel):
@@ -57,6 +73,7 @@ class CandidateSpec(BaseModel):
     model: Path | None = Field(default=None, description="local transformers checkpoint or PEFT adapter")
     max_new_tokens: int = Field(default=256, gt=0)
     answers: Path | None = Field(default=None, description='JSONL of {"question_id", "answer"}')
+    retrieve: Retrieve | None = Field(default=None, description="retrieval baseline: top-k passages")
 
     @model_validator(mode="after")
     def _one_source(self) -> CandidateSpec:
@@ -67,6 +84,11 @@ class CandidateSpec(BaseModel):
             )
         if self.facts and self.endpoint is None:
             raise ValueError("facts: only an endpoint candidate can be shown the facts")
+        if self.retrieve is not None and (self.answers is not None or self.facts):
+            raise ValueError(
+                "retrieve: only an endpoint or local candidate without `facts` retrieves "
+                "(facts already shows it the gold answer)"
+            )
         return self
 
 
@@ -95,16 +117,20 @@ class EndpointSource(AnswerSource):
         profile: ModelProfile,
         system_prompt: str,
         grounded: Callable[[str], str] | None = None,
+        retrieved: RetrievalTurn | None = None,
     ) -> None:
         """``grounded`` builds the teacher's system turn from a ``<facts>`` block; without it (or
-        without facts for a question) the source sees the deployment prompt only."""
+        without facts for a question) the source sees the deployment prompt only. ``retrieved``
+        builds it from the conversation instead (retrieval)."""
         super().__init__(name)
         self.client, self.profile = client, profile
-        self.system_prompt, self.grounded = system_prompt, grounded
+        self.system_prompt, self.grounded, self.retrieved = system_prompt, grounded, retrieved
 
     async def answer(self, question_id: str, turns: Sequence[Message], facts: str | None) -> str:
         system = self.system_prompt
-        if self.grounded is not None and facts:
+        if self.retrieved is not None:
+            system = self.retrieved(turns)
+        elif self.grounded is not None and facts:
             system = self.grounded(facts)
         messages = [{"role": "system", "content": system}, *turns]
         completion = await self.client.complete(
@@ -118,6 +144,7 @@ class EndpointSource(AnswerSource):
             "model": self.profile.model,
             "base_url": self.profile.resolved_base_url,
             "grounded": self.grounded is not None,
+            **({"retrieve": self.retrieved.describe()} if self.retrieved else {}),
         }
 
 
@@ -132,11 +159,13 @@ class LocalSource(AnswerSource):
         system_prompt: str,
         max_new_tokens: int = 256,
         grounded: Callable[[str], str] | None = None,
+        retrieved: RetrievalTurn | None = None,
     ) -> None:
-        """``grounded``: the published system turn with facts, for models trained ``in_context``."""
+        """``grounded``: the published system turn with facts, for models trained ``in_context``;
+        ``retrieved``: the system turn from the conversation (retrieval)."""
         super().__init__(name)
         self.path, self.system_prompt, self.max_new_tokens = path, system_prompt, max_new_tokens
-        self.grounded = grounded
+        self.grounded, self.retrieved = grounded, retrieved
         self._loaded: tuple[Any, Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -186,6 +215,8 @@ class LocalSource(AnswerSource):
 
     async def answer(self, question_id: str, turns: Sequence[Message], facts: str | None) -> str:
         system = self.grounded(facts) if self.grounded is not None and facts else self.system_prompt
+        if self.retrieved is not None:
+            system = self.retrieved(turns)
         messages = [{"role": "system", "content": system}, *turns]
         async with self._lock:  # one model, one generation at a time
             return await asyncio.to_thread(self._generate, messages)
@@ -196,7 +227,8 @@ class LocalSource(AnswerSource):
             self._loaded = self._load()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "path": str(self.path), "max_new_tokens": self.max_new_tokens}
+        described = {**super().describe(), "path": str(self.path), "max_new_tokens": self.max_new_tokens}
+        return described | ({"retrieve": self.retrieved.describe()} if self.retrieved else {})
 
 
 class AnswersSource(AnswerSource):
@@ -242,19 +274,32 @@ def build_sources(
     system_prompt: str,
     teacher: Callable[[str], str],
     in_context: bool = False,
+    retriever: Callable[[Retrieve], Retriever] | None = None,
 ) -> list[AnswerSource]:
     """One source per spec. ``teacher`` builds the generator's grounded system turn from facts; with
     ``in_context`` (the recipe's grounding) deployed models get the facts after the system prompt, as in
-    their training data. Local models are loaded here: a missing extra fails before any paid call."""
+    their training data. ``retriever`` builds the index of a ``retrieve`` candidate, whose passages are
+    framed the same way (the teacher's rules, or as trained ``in_context``). Local models are loaded
+    here: a missing extra fails before any paid call."""
     published = (lambda facts: f"{system_prompt}\n\n{facts}") if in_context else None
     sources: list[AnswerSource] = []
     for spec in specs:
+        retrieved = None
+        if spec.retrieve is not None:
+            if retriever is None:
+                raise ValueError(f"candidate {spec.name!r} retrieves: build_sources needs a retriever")
+            retrieved = RetrievalTurn(retriever(spec.retrieve), spec.retrieve.k, published or teacher)
         if spec.endpoint is not None:
             profile = profiles[spec.endpoint] if isinstance(spec.endpoint, str) else spec.endpoint
             grounded = teacher if spec.facts else published
             sources.append(
                 EndpointSource(
-                    spec.name, client=client, profile=profile, system_prompt=system_prompt, grounded=grounded
+                    spec.name,
+                    client=client,
+                    profile=profile,
+                    system_prompt=system_prompt,
+                    grounded=grounded,
+                    retrieved=retrieved,
                 )
             )
         elif spec.model is not None:
@@ -264,6 +309,7 @@ def build_sources(
                 system_prompt=system_prompt,
                 max_new_tokens=spec.max_new_tokens,
                 grounded=published,
+                retrieved=retrieved,
             )
             local.load()
             sources.append(local)

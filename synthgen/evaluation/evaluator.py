@@ -5,8 +5,9 @@
 
 The sets are reported separately: they measure different things
 (:mod:`synthgen.evaluation.questions`). In ``--out``: ``judgments.jsonl`` (every judge call, failed
-ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``; labels and
-calibration: :mod:`synthgen.evaluation.calibration`.
+ones included), ``answers.jsonl``, ``questions.jsonl``, ``summary.json``, ``summary.md``, ``contamination.json``
+(:mod:`synthgen.evaluation.contamination`); labels and calibration:
+:mod:`synthgen.evaluation.calibration`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from synthgen.evaluation.calibration import calibrate as calibrate_labels
 from synthgen.evaluation.calibration import export_labels as write_labels
 from synthgen.evaluation.calibration import judge_warnings, label_items
 from synthgen.evaluation.candidates import VERSION, AnswerSource, build_sources
+from synthgen.evaluation.compare import compare_candidates, read_contamination
+from synthgen.evaluation.contamination import check_contamination
 from synthgen.evaluation.questions import Question, RunData, Sets, build_sets, read_run_dir
 from synthgen.evaluation.recipe import PARSE_FAILURES, EvalRecipe, load_eval_recipe
+from synthgen.evaluation.retrieval import build_retriever
 from synthgen.evaluation.stats import summarize_judgments
 from synthgen.evaluation.summary import render_markdown
 from synthgen.grounding import facts_block, language_name
@@ -35,6 +39,7 @@ from synthgen.judge.modes import compare, grade_single, judge_abstention, judge_
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.paths import cache_path
+from synthgen.reports.eval_html import write_eval_html
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -46,6 +51,7 @@ class EvalResult:
     warnings: list[str]
     labels: Path | None = None
     calibration: dict[str, Any] | None = None
+    html: Path | None = None
 
 
 class _Evaluation:
@@ -60,6 +66,7 @@ class _Evaluation:
         self.answer_log: list[dict[str, Any]] = []
         self.sets = Sets()
         self.described: list[dict[str, Any]] = []
+        self.contamination: dict[str, Any] | None = None  # contamination.json
 
     def teacher(self, facts: str) -> str:
         """The data generator's grounded assistant turn: what a ``facts: true`` endpoint sees."""
@@ -167,16 +174,21 @@ class _Evaluation:
 
     async def execute(self) -> list[dict[str, Any]]:
         async with self.client:
-            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
-            questions = self.sets.questions
-            sources = build_sources(
+            sources = build_sources(  # first: a missing extra fails before the paraphrases are paid for
                 self.ev.candidates,
                 client=self.client,
                 profiles=self.ev.profiles(),
                 system_prompt=self.recipe.system_prompt,
                 teacher=self.teacher,
                 in_context=self.recipe.grounding == "in_context",
+                retriever=lambda spec: build_retriever(self.recipe, self.run.splits, spec.documents),
             )
+            self.sets = await build_sets(self.ev, self.run, self.client, self.prompts, self.language)
+            if self.ev.contamination is not None:
+                self.sets, self.contamination = check_contamination(
+                    self.sets, self.run.path, self.ev.contamination
+                )
+            questions = self.sets.questions
             self.described = [s.describe() for s in sources]
             first = await asyncio.gather(*(self.answer(s, q, 1) for s in sources for q in questions))
             follow = [
@@ -195,11 +207,13 @@ def evaluate(
     export_labels: str | Path | None = None,
     calibrate: str | Path | None = None,
     use_cache: bool = True,
+    html: str | Path | None = None,
 ) -> EvalResult:
     """Answer, judge and summarise; write the files into ``out`` (default ``runs/<name>``).
 
     ``export_labels`` also writes the blinded labelling sheet there; ``calibrate`` reads a filled one
-    and adds the judge's agreement with it to the summary (see :mod:`synthgen.evaluation.calibration`).
+    and adds the judge's agreement with it to the summary (see :mod:`synthgen.evaluation.calibration`);
+    ``html`` writes the self-contained HTML report (:func:`synthgen.reports.eval_html.write_eval_html`).
     """
     ev = eval_recipe if isinstance(eval_recipe, EvalRecipe) else load_eval_recipe(eval_recipe)
     run = read_run_dir(ev.run_dir, recipe=ev.generation, eval_path=ev._path)
@@ -230,6 +244,17 @@ def evaluate(
         ),
     }
     questions = [q.to_json() for q in evaluation.sets.questions]
+    summary["comparison"] = compare_candidates(
+        records,
+        questions=questions,
+        answer_log=evaluation.answer_log,
+        candidates=names,
+        sets=list(evaluation.sets.stats),
+        samples=boot.samples,
+        confidence=boot.confidence,
+        seed=ev.seed,
+        min_topic_questions=ev.report.min_topic_questions,
+    )
     items = label_items(questions, evaluation.answers, names, ev.seed)
     result = EvalResult(out=out, summary=summary, warnings=warnings)
     if export_labels is not None:
@@ -240,10 +265,22 @@ def evaluate(
     _jsonl(out / "judgments.jsonl", records)
     _jsonl(out / "answers.jsonl", evaluation.answer_log)
     _jsonl(out / "questions.jsonl", [*questions, *evaluation.sets.dropped])
+    checked = out / "contamination.json"  # read by the summary and the HTML report
+    if evaluation.contamination is not None:
+        checked.write_text(
+            json.dumps(evaluation.contamination, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    else:
+        checked.unlink(missing_ok=True)  # a check turned off leaves no stale verdict of an older run
+    contamination = read_contamination(out)
+    if contamination is not None:
+        summary.setdefault("contamination", contamination)
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     (out / "summary.md").write_text(render_markdown(summary), encoding="utf-8")
+    if html is not None:
+        result.html = write_eval_html(out, html)
     return result
 
 

@@ -13,6 +13,7 @@ An eval recipe::
       - {name: teacher, endpoint: assistant, facts: true}
       - {name: local, model: ../../out/dpo}             # transformers checkpoint or PEFT adapter
       - {name: other, answers: answers.jsonl}           # {"question_id", "answer"} per line
+      - {name: rag, endpoint: base, retrieve: {k: 4}}   # top-4 train seeds + regulation chunks
     sets:
       paraphrases: {profile: paraphraser, max_seeds: 20}  # new wording of trained seeds
       heldout: {}                                       # the test split: never trained
@@ -20,6 +21,8 @@ An eval recipe::
       real: {path: real_queries.csv}                    # coverage of what students really ask
     modes: {single: true, claims: true, pairwise: true, follow_ups: ["¿Y dónde lo entrego?"]}
     bootstrap: {samples: 1000, confidence: 0.95}
+    report: {min_topic_questions: 10}                  # smaller topics fold into 'other'
+    contamination: {n: 8, threshold: 0.5, drop: false}  # overlap with the training rows
 
 Paths are resolved against the eval recipe's folder; profile names are checked against the eval
 recipe's ``models`` and the generation recipe's. Errors read like a recipe's (``file:line: field``).
@@ -34,12 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthgen.errors import RecipeError
 from synthgen.evaluation.candidates import CandidateSpec
+from synthgen.evaluation.compare import ReportSettings
 from synthgen.evaluation.stats import Bootstrap
 from synthgen.llm.profile import ModelProfile, name_profiles
 from synthgen.recipe import Recipe, load_recipe
 from synthgen.yamlconfig import line_for, load_yaml_model
 
 __all__ = [
+    "Contamination",
     "EvalRecipe",
     "HeldOut",
     "Modes",
@@ -100,6 +105,25 @@ class Modes(BaseModel):
     follow_ups: list[str] = Field(default_factory=list, description="scripted follow-ups: multi-turn")
 
 
+SetName = Literal["paraphrases", "heldout", "out_of_scope", "real"]
+_UNTRAINED: tuple[SetName, ...] = ("heldout", "out_of_scope", "real")
+
+
+class Contamination(BaseModel):
+    """n-gram overlap of eval questions and references with the training rows
+    (:mod:`synthgen.evaluation.contamination`); ``contamination: null`` turns the check off."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    n: int = Field(default=8, ge=2, le=50, description="words per n-gram")
+    threshold: float = Field(default=0.5, gt=0, le=1, description="share of n-grams found in training")
+    drop: bool = Field(default=False, description="leave flagged questions out of the sets")
+    sets: list[SetName] = Field(
+        default_factory=lambda: list(_UNTRAINED),
+        description="the sets checked (paraphrases: their reference is trained by construction)",
+    )
+
+
 PARSE_FAILURES = {"invalid_json", "schema", "empty", "length"}
 
 
@@ -119,6 +143,8 @@ class EvalRecipe(BaseModel):
     sets: QuestionSets = Field(default_factory=QuestionSets)
     modes: Modes = Field(default_factory=Modes)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    contamination: Contamination | None = Field(default_factory=Contamination)
 
     _path: Path | None = PrivateAttr(default=None)
     _recipe: Recipe | None = PrivateAttr(default=None)
@@ -169,6 +195,11 @@ def load_eval_recipe(path: str | Path) -> EvalRecipe:
             spec.model = resolve(spec.model, ("candidates", i, "model"), folder=True)
         if spec.answers is not None:
             spec.answers = resolve(spec.answers, ("candidates", i, "answers"))
+        if spec.retrieve is not None and spec.retrieve.documents is not None:
+            spec.retrieve.documents = [
+                resolve(d, ("candidates", i, "retrieve", "documents", j))
+                for j, d in enumerate(spec.retrieve.documents)
+            ]
     for name in ("out_of_scope", "real"):
         found = getattr(ev.sets, name)
         if found is not None:

@@ -139,6 +139,23 @@ def _privacy_gate(files: Mapping[str, bytes], recipe: Mapping[str, Any], allow_p
     return report
 
 
+def _check_reviewed(run_dir: Path) -> None:
+    """``output.require_review``: every published sft and prefs row carries a person's decision."""
+    rd = RunDir(run_dir)
+    missing = {
+        config: sum(not row.get("reviewed") for row in rd.read_rows(config)) for config in ("sft", "prefs")
+    }
+    if any(missing.values()):
+        raise PublishError(
+            "output.require_review is set and "
+            + ", ".join(f"{n} {config} row(s)" for config, n in missing.items() if n)
+            + " were published without a review",
+            path=run_dir,
+            field="output.require_review",
+            hint=f"review them in `synthgen review {run_dir}`, then apply: `synthgen review --apply {run_dir}`",
+        )
+
+
 def _record(run_dir: Path, record: Mapping[str, Any]) -> None:
     """Append to ``.synthgen/publish.json`` (a JSON list), atomically."""
     path = RunDir(run_dir).publish_record
@@ -207,6 +224,8 @@ def _publish(
             hint="re-run the same `synthgen run` command: it finishes the interrupted swap",
         )
     recipe = _recipe(run_dir, run_json, files["README.md"].decode("utf-8"))
+    if (recipe.get("output") or {}).get("require_review"):
+        _check_reviewed(run_dir)
     hub_cfg = (recipe.get("output") or {}).get("hub") or {}
     repo_id = repo_id or hub_cfg.get("repo_id")
     if not repo_id:

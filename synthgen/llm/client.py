@@ -23,7 +23,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import httpx2
@@ -35,6 +36,7 @@ from synthgen.errors import CompletionFailed, ProviderError
 from synthgen.llm.answer import Completion, Invalid, cut_message, read_answer
 from synthgen.llm.batch import BatchCollector, batch_line, batch_price_quote
 from synthgen.llm.cache import ResponseCache, fingerprint
+from synthgen.llm.endpoints import EndpointPool
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
 from synthgen.llm.probe import Capabilities, cached
@@ -82,6 +84,7 @@ class ChatClient:
         # what each (base URL, model) does: handed in (doctor, preflight) or read from the probe cache
         self._capabilities: dict[tuple[str, str], Capabilities | None] = {}
         self._rejects_json_schema: set[tuple[str, str]] = set()  # learnt from a rejection under auto
+        self._pools: dict[tuple[tuple[str, ...], str, str], EndpointPool] = {}  # profiles listing servers
 
     def use(self, caps: Capabilities) -> None:
         """Decide ``structured_output: auto`` and the token parameter from this probe result."""
@@ -160,6 +163,19 @@ class ChatClient:
             requests_per_minute=None if self.offline else profile.requests_per_minute,
             tokens_per_minute=None if self.offline else profile.tokens_per_minute,
         )
+
+    def pool(self, profile: ModelProfile) -> EndpointPool | None:
+        """The endpoint pool of a profile that lists several servers of its model; ``None`` for one URL.
+
+        Offline, every profile goes to the embedded provider: there is nothing to spread.
+        """
+        if self.offline or not isinstance(profile.base_url, tuple):
+            return None
+        key = (profile.endpoints, profile.model, profile.api_key_env)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = EndpointPool(profile)
+        return pool
 
     def request_key(
         self,
@@ -355,8 +371,7 @@ class ChatClient:
         sample: int,
     ) -> tuple[Any, int]:
         """One paid response, after retries; returns (raw response, attempts)."""
-        sdk = self._client(profile)
-        limiter = self.limiter(profile)
+        pool = self.pool(profile)
         if schema is not None and self.structured_mode(profile) == "json_object":
             if profile.limit_key() not in self._json_mode_noted:
                 self._json_mode_noted.add(profile.limit_key())
@@ -366,21 +381,18 @@ class ChatClient:
                     profile.name or profile.model,
                 )
             messages = with_schema_note(messages, schema)
-        # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
-        estimate = (
-            count_message_tokens(messages)
-            + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
-            if limiter.tokens_per_minute
-            else 0
-        )
-        call = sdk.chat.completions.with_raw_response.create
         attempts = 0
 
         def note_unreachable(state: RetryCallState) -> None:
             # retries of an unreachable endpoint are silent for minutes otherwise: say once which and why
             exc = state.outcome.exception() if state.outcome else None
             url = profile.resolved_base_url
-            if isinstance(exc, openai.APIConnectionError) and url not in self._unreachable_noted:
+            # (a pool says itself which of its servers went out of rotation)
+            if (
+                pool is None
+                and isinstance(exc, openai.APIConnectionError)
+                and url not in self._unreachable_noted
+            ):
                 self._unreachable_noted.add(url)
                 log.warning(
                     "%s; retrying (up to %d attempts)", unreachable(exc, profile), profile.max_attempts
@@ -389,7 +401,7 @@ class ChatClient:
         retrying = AsyncRetrying(
             retry=retry_if_exception(retryable),
             stop=stop_after_attempt(profile.max_attempts) | stop_after_delay(profile.max_retry_seconds),
-            wait=wait,
+            wait=wait if pool is None else pool.wait(wait),
             before_sleep=note_unreachable,
             reraise=True,
         )
@@ -397,9 +409,9 @@ class ChatClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    async with limiter.slot(estimate):
+                    async with self._attempt(profile, pool, messages, params) as (call, limiter):
                         try:
-                            raw = await call(messages=messages, **params)  # type: ignore[arg-type]
+                            raw = await call(messages=messages, **params)
                         except (openai.APITimeoutError, asyncio.CancelledError):
                             self._unanswered(profile)
                             raise
@@ -433,6 +445,28 @@ class ChatClient:
         except openai.APIConnectionError as exc:
             raise gave_up(exc, profile, attempts) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _attempt(
+        self,
+        profile: ModelProfile,
+        pool: EndpointPool | None,
+        messages: list[Message],
+        params: dict[str, Any],
+    ) -> AsyncIterator[tuple[Any, KeyLimiter]]:
+        """One attempt's server (the profile's, or one leased from its pool: each attempt may go to another),
+        held under that server's limits; yields its ``create`` call and its limiter."""
+        with nullcontext(profile) if pool is None else pool.lease() as target:
+            limiter = self.limiter(target)
+            # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
+            estimate = (
+                count_message_tokens(messages)
+                + int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
+                if limiter.tokens_per_minute
+                else 0
+            )
+            async with limiter.slot(estimate):
+                yield self._client(target).chat.completions.with_raw_response.create, limiter
 
     async def _batched(
         self,

@@ -138,15 +138,23 @@ def _read() -> dict[str, Any]:
 
 
 def cached(profile: ModelProfile, *, max_age: float = MAX_AGE) -> Capabilities | None:
-    """The stored probe of this profile's (base URL, model), if younger than ``max_age`` seconds."""
-    entry = _read().get(_key(profile.resolved_base_url, profile.model))
-    if not isinstance(entry, dict):
-        return None
-    try:
-        caps = Capabilities.from_json(entry)
-    except TypeError:
-        return None
-    return caps if time.time() - caps.probed_at <= max_age else None
+    """The stored probe of this profile's (base URL, model), if younger than ``max_age`` seconds.
+
+    A profile listing several servers of one model: the first of them with a stored probe (they run
+    the same server software and model, so one stands for all).
+    """
+    servers = _read()
+    for url in profile.endpoints:
+        entry = servers.get(_key(url, profile.model))
+        if not isinstance(entry, dict):
+            continue
+        try:
+            caps = Capabilities.from_json(entry)
+        except TypeError:
+            continue
+        if time.time() - caps.probed_at <= max_age:
+            return caps
+    return None
 
 
 def _store(caps: Capabilities) -> None:
@@ -167,9 +175,11 @@ async def capabilities(
         return offline_capabilities(profile)
     if not refresh and (hit := cached(profile, max_age=max_age)) is not None:
         return hit
-    caps = await probe(profile)
-    if caps.reachable:  # an outage is not a property of the server: ask again next time
-        _store(caps)
+    for url in profile.endpoints:  # several servers of one model: the first that answers stands for all
+        caps = await probe(profile.at(url) if len(profile.endpoints) > 1 else profile)
+        if caps.reachable:  # an outage is not a property of the server: ask again next time
+            _store(caps)
+            break
     return caps
 
 

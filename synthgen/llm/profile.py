@@ -92,6 +92,25 @@ def not_llm_key(name: str) -> str | None:
     return next((what for pattern, what in _NOT_LLM_KEYS if pattern.fullmatch(name)), None)
 
 
+def _endpoint_list(urls: tuple[str, ...]) -> str | tuple[str, ...]:
+    """A ``base_url`` list: non-empty, each an http(s) URL, none twice; a single entry is that URL, so
+    its cache keys are those of the plain string."""
+    if not urls:
+        raise ValueError(
+            "an empty list names no endpoint (list one or more servers of the model, e.g. "
+            "[http://gpu1:8000/v1, http://gpu2:8000/v1], or omit base_url to use $OPENAI_BASE_URL or OpenAI)"
+        )
+    for i, url in enumerate(urls):
+        if problem := url_problem(url):
+            raise ValueError(f"entry {i} {url!r} {problem} ({_URL_HINT})")
+    seen: set[str] = set()
+    for url in urls:
+        if url.rstrip("/") in seen:
+            raise ValueError(f"{url!r} is listed twice (list each server once)")
+        seen.add(url.rstrip("/"))
+    return urls[0] if len(urls) == 1 else urls
+
+
 def name_profiles(value: object) -> object:
     """A ``models:`` mapping with each profile's ``name`` set to its key (a ``mode="before"`` validator)."""
     if isinstance(value, dict):
@@ -122,7 +141,11 @@ class ModelProfile(BaseModel):
 
     name: str = Field(default="", description="the recipe key; set by the recipe loader, used in messages")
     model: str = Field(min_length=1, description="pin snapshots (gpt-4o-2024-08-06), not aliases")
-    base_url: str | None = Field(default=None, description="default: $OPENAI_BASE_URL or OpenAI")
+    base_url: str | tuple[str, ...] | None = Field(
+        default=None,
+        description="default: $OPENAI_BASE_URL or OpenAI; a list: several servers of one model (see "
+        "synthgen.llm.endpoints)",
+    )
     api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -161,7 +184,9 @@ class ModelProfile(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _http_base_url(cls, value: str | None) -> str | None:
+    def _http_base_url(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if isinstance(value, tuple):
+            return _endpoint_list(value)
         problem = url_problem(value) if value is not None else None
         if problem:
             omit = "; omit it to use $OPENAI_BASE_URL or OpenAI" if not value else ""
@@ -192,6 +217,16 @@ class ModelProfile(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _one_batch_endpoint(self) -> ModelProfile:
+        if self.batch and isinstance(self.base_url, tuple):
+            where = f"models.{self.name}." if self.name else ""
+            raise ValueError(
+                f"{where}batch: a batch lives on one provider's /v1/batches, not on a list of servers "
+                "(give this profile one base_url, or set batch: false)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _reasoning_params(self) -> ModelProfile:
         if is_reasoning_model(self.model):
             where = f"models.{self.name}." if self.name else ""
@@ -205,7 +240,13 @@ class ModelProfile(BaseModel):
 
     @property
     def resolved_base_url(self) -> str:
-        """``base_url``, else ``$OPENAI_BASE_URL`` (checked here: the recipe loader never sees it), else OpenAI."""
+        """``base_url``, else ``$OPENAI_BASE_URL`` (checked here: the recipe loader never sees it), else OpenAI.
+
+        For a list of endpoints: the sorted list, comma-separated. It names the pool (in messages, probe
+        and cache keys), never a server to send to: which endpoint answers does not change the key.
+        """
+        if isinstance(self.base_url, tuple):
+            return ", ".join(sorted(self.endpoints))
         if self.base_url:
             return self.base_url.rstrip("/")
         env = os.environ.get("OPENAI_BASE_URL", "")
@@ -219,6 +260,22 @@ class ModelProfile(BaseModel):
                 hint="export OPENAI_BASE_URL=http://HOST:PORT/v1 (or https://HOST/v1), or set base_url in the profile",
             )
         return env.rstrip("/")
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The servers requests go to: the ``base_url`` list in its order, else the one resolved URL."""
+        if isinstance(self.base_url, tuple):
+            return tuple(url.rstrip("/") for url in self.base_url)
+        return (self.resolved_base_url,)
+
+    @property
+    def servers(self) -> int:
+        """How many servers the profile spreads over (1 unless ``base_url`` is a list); no env lookup."""
+        return len(self.base_url) if isinstance(self.base_url, tuple) else 1
+
+    def at(self, url: str) -> ModelProfile:
+        """This profile on one of its endpoints (its own HTTP pool, limiter and probe entry)."""
+        return self.model_copy(update={"base_url": url})
 
     def _where(self) -> str:
         return f"models.{self.name}" if self.name else "profile"

@@ -67,26 +67,33 @@ class ServerReport:
         return rows
 
 
-def _servers(recipe: Recipe, names: list[str] | None = None) -> dict[tuple[str, str], list[str]]:
+def _servers(
+    recipe: Recipe, names: list[str] | None = None, *, each_endpoint: bool = False
+) -> dict[tuple[str, str], list[str]]:
+    """Profile names by (base URL, model); ``each_endpoint``: a profile listing several servers is in
+    the group of each of them, else in one group keyed by the list."""
     groups: dict[tuple[str, str], list[str]] = {}
     for name in names if names is not None else list(recipe.models):
         profile = recipe.models[name]
-        groups.setdefault((profile.resolved_base_url, profile.model), []).append(name)
+        for url in profile.endpoints if each_endpoint else (profile.resolved_base_url,):
+            groups.setdefault((url, profile.model), []).append(name)
     return groups
 
 
 def doctor(
     recipe: Recipe | str | Path, *, offline: bool = False, allow_outside_paths: bool = False
 ) -> list[ServerReport]:
-    """Probe every (base URL, model) the recipe's profiles name, afresh; results refresh the cache."""
+    """Probe every (base URL, model) the recipe's profiles name, afresh; results refresh the cache.
+
+    A profile listing several servers of one model has each of them probed (one report per server)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
-    groups = _servers(recipe)
+    groups = _servers(recipe, each_endpoint=True)
 
     async def probe_all() -> list[Capabilities]:
         return [
-            await capabilities(recipe.models[names[0]], offline=offline, refresh=True)
-            for names in groups.values()
+            await capabilities(recipe.models[names[0]].at(url), offline=offline, refresh=True)
+            for (url, _), names in groups.items()
         ]
 
     found = asyncio.run(probe_all())
@@ -105,8 +112,14 @@ def resolve_auto(recipe: Recipe, names: list[str], notify: Callable[[str], None]
         return await capabilities(profile)
 
     for names_here in groups.values():
-        caps = asyncio.run(resolve(recipe.models[names_here[0]]))
+        profile = recipe.models[names_here[0]]
+        caps = asyncio.run(resolve(profile))
         who = ", ".join(f"models.{n}" for n in names_here)
+        if len(profile.endpoints) > 1 and caps.reachable:
+            notify(
+                f"{who} lists {len(profile.endpoints)} servers of {profile.model}: probed {caps.base_url}, "
+                "which stands for all (synthgen doctor probes each)"
+            )
         if not caps.reachable:
             notify(f"{who}: could not probe {caps.base_url} ({caps.error}); json_schema is tried first")
         elif caps.structured_output != "json_schema" or caps.token_parameter != "max_completion_tokens":

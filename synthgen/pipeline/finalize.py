@@ -20,6 +20,7 @@ from synthgen.card import render_card
 from synthgen.pipeline.result import RunResult
 from synthgen.recipe import Recipe
 from synthgen.records import OUTPUT_KINDS
+from synthgen.reviews import write_unreviewed
 from synthgen.rundir import PUBLISHED, SPLITS, RunDir, file_sha256
 
 __all__ = ["recover", "write_reports", "write_run_dir"]
@@ -54,8 +55,11 @@ def write_run_dir(
     outputs: Mapping[str, list[dict[str, Any]]],
     splits: Mapping[str, str],
     reports: Mapping[str, list[dict[str, Any]]],
+    *,
+    unreviewed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> None:
-    """Write data/, README.md and run.json atomically; ``reports`` (failed, rejected) go under .synthgen/."""
+    """Write data/, README.md and run.json atomically; ``reports`` (failed, rejected) go under .synthgen/,
+    and so do the ``unreviewed`` rows (before people's decisions were applied), when given."""
     final = RunDir(out)
     shutil.rmtree(final.tmp, ignore_errors=True)
     staged = RunDir(final.tmp)
@@ -85,6 +89,8 @@ def write_run_dir(
     result.files = {f: file_sha256(staged.path / f) for f in staged.published_names()}
     staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     write_reports(out, reports)
+    if unreviewed is not None:
+        write_unreviewed(final.unreviewed, unreviewed)
     staged_names = [name for name in PUBLISHED if (staged.path / name).exists()]
     final.swap_marker.write_text(
         json.dumps({"staged": staged_names, "started": time.time()}), encoding="utf-8"

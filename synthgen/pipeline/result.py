@@ -61,6 +61,8 @@ class RunResult:
     files: dict[str, str] = field(default_factory=dict)  # sha256 of every other published file
     #: which price source (name, version, date) and the USD per 1M tokens used for each model
     prices: dict[str, Any] = field(default_factory=dict)
+    #: people's review decisions applied at finalize (synthgen.reviews): counts and stale ones; {} if none
+    review: dict[str, Any] = field(default_factory=dict)
     #: calls sent through OpenAI's Batch API: which profiles, and the journaled batches' totals
     batch: dict[str, Any] = field(default_factory=dict)
 

@@ -44,6 +44,7 @@ from synthgen.pipeline.preflight import preflight
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
 from synthgen.recipe import Recipe, load_recipe
+from synthgen.reviews import apply_reviews
 from synthgen.rundir import RunDir
 
 __all__ = ["default_out", "run"]
@@ -69,8 +70,9 @@ class _Runner:
         progress: bool,
         retry_failed: bool,
         notify: Callable[[str], None],
+        generate: bool = True,
     ) -> None:
-        self.notify = notify
+        self.notify, self.generate = notify, generate
         self.recipe, self.out, self.offline, self.limit = recipe, out, offline, limit
         self.rundir = RunDir(out)
         self.profiles = {
@@ -80,8 +82,9 @@ class _Runner:
         # a batch profile's calls go out in waves: every item must be live for a wave to hold them all
         batched = [p for p in self.profiles.values() if p.batch and not offline]
         self.settings = StepSettings(
+            # max_concurrency holds per server: a profile listing 3 servers takes 3x the requests in flight
             workers=max(
-                [2 * max(p.max_concurrency for p in self.profiles.values())]
+                [2 * max(p.max_concurrency * p.servers for p in self.profiles.values())]
                 + [p.max_batch_requests for p in batched]
             ),
             progress=progress,
@@ -121,8 +124,14 @@ class _Runner:
                     hint="use a new --out, or match --offline",
                 )
             self.splits = rd.read_splits()
-            if state["fingerprint"] != self.fingerprint:  # made by the first release: upgrade it
-                _write_atomic(rd.state_file, json.dumps({**state, "fingerprint": self.fingerprint}, indent=1))
+            upgraded = {
+                **state,
+                "fingerprint": self.fingerprint,
+                "recipe_path": self._recipe_path() or state.get("recipe_path"),
+                "limit": self.limit if self.generate else state.get("limit"),
+            }
+            if upgraded != state:  # made by an earlier release, or the recipe file moved
+                _write_atomic(rd.state_file, json.dumps(upgraded, indent=1))
             return
         self.splits = assign_splits(
             self.recipe.loaded_seeds, self.recipe.output.test_fraction, self.recipe.seed
@@ -138,9 +147,15 @@ class _Runner:
             "fingerprint": self.fingerprint,
             "offline": self.offline,
             "recipe": self.recipe.portable(),
+            "recipe_path": self._recipe_path(),
+            "limit": self.limit,  # the last run's: re-finalizing (review --apply) plans the same items
             "created": time.time(),
         }
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
+
+    def _recipe_path(self) -> str | None:
+        """Where the recipe file is (private state): ``synthgen review --apply`` re-finalizes with it."""
+        return str(self.recipe.path.resolve()) if self.recipe.path else None
 
     def _prices(self) -> dict[str, Any]:
         """The price source and each profile model's prices (run.json and the card say what cost used)."""
@@ -210,7 +225,9 @@ class _Runner:
         )
 
         async def produce(plan: StepPlan) -> list[dict[str, Any]]:
-            priced = budget.max_usd is not None and not budget.exhausted and not plan.skipped
+            priced = (
+                self.generate and budget.max_usd is not None and not budget.exhausted and not plan.skipped
+            )
             step_run = StepRun(
                 plan,
                 self.rundir.journal(plan.step.name),
@@ -221,7 +238,7 @@ class _Runner:
                 cost=ItemCost(await item_cost(plan) if priced else 0.0),
             )
             t0 = time.monotonic()
-            if not budget.exhausted and not plan.skipped:
+            if self.generate and not budget.exhausted and not plan.skipped:
                 await step_run.execute(plan.context(self.client, self.profiles, prompts))
             outcome = step_run.collect()
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
@@ -281,7 +298,12 @@ class _Runner:
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for step in self.recipe.steps:
             by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
-        write_run_dir(self.out, self.recipe, result, by_kind, self.splits, reports)
+        # people's decisions (synthgen review) on top; the rows as made stay in .synthgen for them
+        reviewed, human, result.review = apply_reviews(self.out, by_kind)
+        reports["rejected"].extend(human)
+        for line in result.review.get("stale", [])[:5]:
+            self.notify(f"review decision not applied: {line}")
+        write_run_dir(self.out, self.recipe, result, reviewed, self.splits, reports, unreviewed=by_kind)
         return result
 
 
@@ -387,6 +409,7 @@ def run(
     retry_failed: bool = False,
     allow_outside_paths: bool = False,
     notify: Callable[[str], None] | None = None,
+    generate: bool = True,
 ) -> RunResult:
     """Generate the recipe's datasets into ``out`` (default ``runs/<name>``), resuming what is there.
 
@@ -396,6 +419,7 @@ def run(
     nothing and are never gated. A re-run retries items whose failure was transient (network, 429,
     5xx, timeouts); ``retry_failed`` retries every failed item. ``notify`` hears what a person should
     know before money is spent (where requests go when the recipe names its own endpoints).
+    ``generate=False`` sends nothing: it re-finalizes what is journaled (``synthgen review --apply``).
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, allow_outside_paths=allow_outside_paths)
@@ -407,7 +431,7 @@ def run(
         )
     out = Path(out) if out is not None else default_out(recipe)
     notify = notify or log.warning
-    if not offline:
+    if not offline and generate:
         preflight(recipe, confirm=confirm, notify=notify)
     if not progress:
         _show_progress_lines()
@@ -421,6 +445,7 @@ def run(
         progress=progress,
         retry_failed=retry_failed,
         notify=notify,
+        generate=generate,
     )
     with runner.rundir.locked("run"):  # one writer: a second run or a publish of `out` fails at once
         try:

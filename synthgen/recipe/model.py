@@ -73,6 +73,10 @@ class OutputConfig(BaseModel):
     license: str = "cc-by-4.0"
     hub: HubOutput = Field(default_factory=HubOutput)
     student_code_pattern: str | None = Field(default=None, description="regex of the faculty's student codes")
+    require_review: bool = Field(
+        default=False,
+        description="publish refuses unless a person reviewed every published row (synthgen review)",
+    )
 
     @field_validator("license")
     @classmethod

@@ -88,6 +88,11 @@ def test_body_carries_the_provenance(made: tuple[Path, Recipe], card: str) -> No
     for template in result["prompts"].values():
         assert template["sha256"] in card
     assert seeds_fingerprint(recipe.loaded_seeds) in card
+    held_out = sorted(
+        k for k, v in json.loads((run_dir / ".synthgen" / "splits.json").read_text()).items() if v == "test"
+    )
+    assert held_out and "Held out for evaluation (the test split" in card  # the eval seeds it excluded
+    assert ", ".join(f"`{i}`" for i in held_out[:50]) in card
     assert result["fingerprint"] in card
     assert "`closed_book`" in card and "UltraChat-style" in card and "UltraFeedback-style" in card
     assert "`dialogues.student`" in card and "`prefs.judge`" in card  # roles, not just names

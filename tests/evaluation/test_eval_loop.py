@@ -1,4 +1,6 @@
-"""The whole loop offline, on CPU: seeds -> synthgen run --offline -> SFT -> DPO -> synthgen evaluate.
+"""The whole loop offline, on CPU: seeds -> synthgen run --offline -> SFT -> DPO -> synthgen evaluate,
+with the retrieval baseline (the teacher's endpoint with top-k passages, no gold facts) and the trained
+model with retrieval among the candidates, as docs/study.md runs it.
 
 Everything is tiny (six work items, a random two-layer Llama, two training steps each, a handful of
 questions, a few new tokens per answer): what is checked is that the pieces fit, i.e. the trainer's
@@ -60,6 +62,8 @@ def test_seeds_to_run_to_sft_to_dpo_to_evaluate(tmp_path: Path) -> None:
         "candidates": [
             {"name": "dpo", "model": str(dpo_out), "max_new_tokens": 8},
             {"name": "teacher", "endpoint": "assistant", "facts": True},
+            {"name": "rag", "endpoint": "assistant", "retrieve": {"k": 2}},
+            {"name": "dpo_rag", "model": str(dpo_out), "max_new_tokens": 8, "retrieve": {"k": 2}},
         ],
         "sets": {
             "paraphrases": {"profile": "student", "max_seeds": 2, "on_overlap": "flag"},
@@ -90,12 +94,20 @@ def test_seeds_to_run_to_sft_to_dpo_to_evaluate(tmp_path: Path) -> None:
         "max_new_tokens": 8,
     }
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
-    local = [a for a in answers if a["candidate"] == "dpo"]
-    assert len(local) == 8 + 4 and all(a["failure"] is None for a in local)  # 8 questions + 4 follow-ups
+    for name in ("dpo", "dpo_rag", "rag"):
+        mine = [a for a in answers if a["candidate"] == name]
+        assert len(mine) == 8 + 4 and all(a["failure"] is None for a in mine)  # 8 questions + 4 follow-ups
+    train = sum(
+        v == "train" for v in json.loads((run_dir / ".synthgen" / "splits.json").read_text()).values()
+    )
+    retrieving = {c["name"]: c["retrieve"] for c in summary["candidates"] if "retrieve" in c}
+    assert set(retrieving) == {"rag", "dpo_rag"} and retrieving["rag"]["k"] == 2
+    assert retrieving["rag"]["seeds"] == train and retrieving["rag"]["chunks"] > 0  # the seeds' documents
+    assert json.loads((out / "contamination.json").read_text())["sets"]["heldout"]["checked"] == 2
     judgments = (out / "judgments.jsonl").read_text().splitlines()
     # per candidate: 4 seed questions x (single, claims, recall, multi-turn) + 2 abstention + 2 coverage;
-    # per question: 2 pairwise orders
-    assert len(judgments) == summary["failures"]["calls"] == 2 * (4 * 4 + 2 + 2) + 8 * 2
+    # per question and pair of the 4 candidates (6 pairs): 2 pairwise orders
+    assert len(judgments) == summary["failures"]["calls"] == 4 * (4 * 4 + 2 + 2) + 8 * 6 * 2
     rows = {(r["candidate"], r["set"]) for r in summary["rows"] if r["topic"] == "all"}
     assert ("dpo", "heldout") in rows and ("dpo", "out_of_scope") in rows
     assert "### dpo" in (out / "summary.md").read_text(encoding="utf-8")

@@ -268,7 +268,7 @@ def straightforward_bootstrap(
 
 @pytest.fixture
 def evaluated(server: OpenAIServer, tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    path = write_eval(tmp_path, server.url)
+    path = write_eval(tmp_path, server.url, report={"min_topic_questions": 2})  # matricula: 2 questions
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["evaluate", str(path), "--out", str(out), "--export-labels", str(tmp_path / "labels.csv")]
@@ -293,7 +293,10 @@ def test_question_sets_drop_overlap_flag_seed_repeats_and_drop_real_repeats(
     assert dropped["paraphrases:b1:1"].startswith("near-duplicate of a training turn")
     assert dropped["real:3"] == "repeat of real:1"
     kept = {q["id"]: q for q in questions if "dropped" not in q}
-    assert kept["real:2"]["flags"] == ["near-duplicate of seed b1"]
+    assert kept["real:2"]["flags"] == [  # and a training turn asks it word for word
+        "near-duplicate of seed b1",
+        "contaminated: 100% of its 8-grams are in the training rows",
+    ]
     assert kept["heldout:m2"]["reference"] == SEEDS["m2"][2] and kept["heldout:m2"]["cluster"] == "m2"
     assert kept["paraphrases:m1:1"]["cluster"] == "m1" and kept["paraphrases:m1:1"]["follow_up"]
 

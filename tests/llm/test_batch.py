@@ -178,3 +178,8 @@ async def test_a_rerun_reads_a_journaled_batch_again_and_rebuys_only_a_vanished_
     assert stats["created"] == 2 and sorted(stats["batches"][1]["custom_ids"]) == sorted(
         stats["batches"][0]["custom_ids"]
     )
+
+
+def test_a_batch_profile_refuses_a_list_of_servers() -> None:
+    with pytest.raises(pydantic.ValidationError, match="one base_url"):
+        ModelProfile(model="gpt-4o-mini", base_url=["http://a:8000/v1", "http://b:8000/v1"], batch=True)
