@@ -41,6 +41,7 @@ from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
 from synthgen.llm.structured import json_schema, reask_message, response_format, with_schema_note
 from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
+from synthgen.llm.wire import poster, read_completion
 
 __all__ = ["ChatClient", "Completion", "Message"]
 
@@ -360,7 +361,7 @@ class ChatClient:
             if limiter.tokens_per_minute
             else 0
         )
-        call = sdk.chat.completions.with_raw_response.create
+        call = poster(sdk, params)
         attempts = 0
 
         def note_unreachable(state: RetryCallState) -> None:
@@ -384,31 +385,20 @@ class ChatClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    async with limiter.slot(estimate):
+                    async with limiter.slot(estimate) as sent_at:
                         try:
-                            raw = await call(messages=messages, **params)  # type: ignore[arg-type]
+                            raw = await call(messages)
                         except (openai.APITimeoutError, asyncio.CancelledError):
                             self._unanswered(profile)
                             raise
-                        except openai.RateLimitError as exc:
-                            limiter.pause(retry_after(exc) or 1.0)
-                            raise
                         except openai.APIStatusError as exc:
-                            if exc.status_code == 503 and (after := retry_after(exc)):
-                                limiter.pause(after)
+                            # a 429 (or a 503 that asks to wait) retries alone unless it shows the
+                            # account at its limit: then the limiter pauses the key, once
+                            if exc.status_code == 429 or (exc.status_code == 503 and retry_after(exc)):
+                                limiter.refused(sent_at, retry_after(exc), exc.response.headers)
                             raise
                         limiter.learn(raw.headers)
-                    try:
-                        completion = raw.parse()
-                    except (
-                        pydantic.ValidationError,
-                        openai.LengthFinishReasonError,
-                        openai.ContentFilterFinishReasonError,
-                    ):
-                        completion = None  # invalid content, but a valid paid response: validated below
-                    except Exception as exc:  # body is not a chat completion at all
-                        raise Malformed(f"unparseable 200 response: {exc}") from exc
-                    return (raw if completion is None else completion), attempts
+                    return read_completion(raw.content), attempts
         # not chained to what a server sent (a status error's body, an unparseable 200): a printed
         # traceback would quote it, with any key it echoes; the messages carry its scrubbed text
         except openai.APIStatusError as exc:
