@@ -4,9 +4,9 @@ Why not the bare SDK: its retries obey ``retry-after`` without jitter (clients w
 limit retry in lockstep), a 200 whose body is not JSON raises with no retry, and it has no notion of
 per-account limits, caching, schema re-asks or cost. Here the SDK's retries are off and tenacity
 owns them; the schema goes out as the SDK's own strict conversion of the pydantic model
-(``pydantic_function_tool``, built once per class) through ``create``, and the answer is validated
-here (``chat.completions.parse`` rebuilds the schema and a generic parsed object on every call: a
-third of a request's client CPU, see benchmarks/README.md); :mod:`limits`, :mod:`cache` and
+(``pydantic_function_tool``, built once per class), the body through ``AsyncOpenAI.post`` (:mod:`wire`:
+``create`` re-walks every message through a typed-dict transform, ``parse`` also rebuilds the schema;
+see benchmarks/README.md), and the answer is validated here; :mod:`limits`, :mod:`cache` and
 :mod:`usage` wrap each attempt. A request that still
 has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
