@@ -31,10 +31,11 @@ Post = Callable[[Sequence[dict[str, str]]], Awaitable[httpx2.Response]]
 def poster(sdk: openai.AsyncOpenAI, params: dict[str, Any]) -> Post:
     """``post(messages)``: one request of ``params`` (as ``create`` takes them) through ``sdk``.
 
-    The body is what ``create`` would send: ``model``, ``messages``, the other parameters, and
-    ``extra_body`` merged over them; ``extra_headers`` go out as headers.
+    The body is what ``create`` would send, byte for byte: ``model``, ``messages``, the other
+    parameters in ``create``'s (alphabetical) order, and ``extra_body`` merged over them;
+    ``extra_headers`` go out as headers.
     """
-    rest = {k: v for k, v in params.items() if k not in ("model", "extra_headers", "extra_body")}
+    rest = {k: params[k] for k in sorted(params) if k not in ("model", "extra_headers", "extra_body")}
     extra = params.get("extra_body") or {}
     options: openai.RequestOptions = {"security": {"bearer_auth": True}}
     if params.get("extra_headers"):

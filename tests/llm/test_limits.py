@@ -201,3 +201,9 @@ def test_remaining_zero_pauses_at_once_only_from_a_server_that_states_it_on_answ
     answered(stating, 19)
     assert stating.refused(time.monotonic(), None, exhausted) is True
     assert stating.paused_for() >= 0.75  # held for the window's reset (no retry-after given)
+
+
+def test_an_announced_limit_lower_than_the_configured_one_wins() -> None:
+    limiter = KeyLimiter(max_concurrency=8, requests_per_minute=6000)
+    limiter.learn({"x-ratelimit-limit-requests": "600"})  # the account's, whatever the profile says
+    assert limiter.known_rpm == 600
