@@ -65,8 +65,9 @@ async def test_scattered_429s_do_not_serialise_the_run() -> None:
     assert limiter.pauses == 0  # none of them paused the key
     assert stats["unique_ok"] == n and stats["duplicates"] == 0  # nothing lost, nothing paid twice
     # a refused request costs its own retry-after (+25% jitter) and one more latency; a 500 backs off
-    # at most 0.5 s. Pausing the key per 429 (the old behaviour) added 0.5 s per 429: 5 s here.
-    assert wall <= clean_wall + retry_after * 1.25 + latency + 1.0, (wall, clean_wall)
+    # at most 0.5 s; 30% for a shared box's noise. Pausing the key per 429 (the old behaviour) added
+    # 0.5 s per 429: 5 s here.
+    assert wall <= 1.3 * clean_wall + retry_after * 1.25 + latency + 0.5, (wall, clean_wall)
 
 
 async def test_an_enforced_limit_is_learned_and_held_with_almost_no_429s() -> None:
