@@ -4,9 +4,9 @@ Why not the bare SDK: its retries obey ``retry-after`` without jitter (clients w
 limit retry in lockstep), a 200 whose body is not JSON raises with no retry, and it has no notion of
 per-account limits, caching, schema re-asks or cost. Here the SDK's retries are off and tenacity
 owns them; the schema goes out as the SDK's own strict conversion of the pydantic model
-(``pydantic_function_tool``, built once per class) through ``create``, and the answer is validated
-here (``chat.completions.parse`` rebuilds the schema and a generic parsed object on every call: a
-third of a request's client CPU, see benchmarks/README.md); :mod:`limits`, :mod:`cache` and
+(``pydantic_function_tool``, built once per class), the body through ``AsyncOpenAI.post`` (:mod:`wire`:
+``create`` re-walks every message through a typed-dict transform, ``parse`` also rebuilds the schema;
+see benchmarks/README.md), and the answer is validated here; :mod:`limits`, :mod:`cache` and
 :mod:`usage` wrap each attempt. A request that still
 has no valid answer raises :class:`CompletionFailed` with a reason: callers record it as a failure
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
@@ -44,6 +44,7 @@ from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
 from synthgen.llm.structured import json_schema, reask_message, response_format, with_schema_note
 from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
+from synthgen.llm.wire import Post, poster, read_completion
 
 __all__ = ["ChatClient", "Completion", "Message"]
 
@@ -409,31 +410,20 @@ class ChatClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    async with self._attempt(profile, pool, messages, params) as (call, limiter):
+                    async with self._attempt(profile, pool, messages, params) as (call, limiter, sent_at):
                         try:
-                            raw = await call(messages=messages, **params)
+                            raw = await call(messages)
                         except (openai.APITimeoutError, asyncio.CancelledError):
                             self._unanswered(profile)
                             raise
-                        except openai.RateLimitError as exc:
-                            limiter.pause(retry_after(exc) or 1.0)
-                            raise
                         except openai.APIStatusError as exc:
-                            if exc.status_code == 503 and (after := retry_after(exc)):
-                                limiter.pause(after)
+                            # a 429 (or a 503 that asks to wait) retries alone unless it shows the
+                            # account at its limit: then the limiter pauses the key, once
+                            if exc.status_code == 429 or (exc.status_code == 503 and retry_after(exc)):
+                                limiter.refused(sent_at, retry_after(exc), exc.response.headers)
                             raise
                         limiter.learn(raw.headers)
-                    try:
-                        completion = raw.parse()
-                    except (
-                        pydantic.ValidationError,
-                        openai.LengthFinishReasonError,
-                        openai.ContentFilterFinishReasonError,
-                    ):
-                        completion = None  # invalid content, but a valid paid response: validated below
-                    except Exception as exc:  # body is not a chat completion at all
-                        raise Malformed(f"unparseable 200 response: {exc}") from exc
-                    return (raw if completion is None else completion), attempts
+                    return read_completion(raw.content), attempts
         # not chained to what a server sent (a status error's body, an unparseable 200): a printed
         # traceback would quote it, with any key it echoes; the messages carry its scrubbed text
         except openai.APIStatusError as exc:
@@ -453,9 +443,9 @@ class ChatClient:
         pool: EndpointPool | None,
         messages: list[Message],
         params: dict[str, Any],
-    ) -> AsyncIterator[tuple[Any, KeyLimiter]]:
+    ) -> AsyncIterator[tuple[Post, KeyLimiter, float]]:
         """One attempt's server (the profile's, or one leased from its pool: each attempt may go to another),
-        held under that server's limits; yields its ``create`` call and its limiter."""
+        held under that server's limits; yields its post, its limiter and when the request went out."""
         with nullcontext(profile) if pool is None else pool.lease() as target:
             limiter = self.limiter(target)
             # a token estimate costs a BPE encoding of every message: only pay it when tokens are limited
@@ -465,8 +455,8 @@ class ChatClient:
                 if limiter.tokens_per_minute
                 else 0
             )
-            async with limiter.slot(estimate):
-                yield self._client(target).chat.completions.with_raw_response.create, limiter
+            async with limiter.slot(estimate) as sent_at:
+                yield poster(self._client(target), params), limiter, sent_at
 
     async def _batched(
         self,

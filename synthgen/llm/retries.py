@@ -1,10 +1,10 @@
 """Retry policy and error translation at the SDK boundary.
 
-What is worth retrying (408, 409, 429, 5xx, timeouts, connection errors, ``x-should-retry: true``,
-a 200 whose body is not a completion), how long to wait (the server's ``retry-after(-ms)`` plus up
-to 25% jitter, so clients waiting on one rate limit do not retry in lockstep; else capped
-exponential backoff with full jitter), and what a non-retryable status means for the user: the
-profile field to fix (401/403/404, a rejected parameter, no json_schema support).
+What is worth retrying (408, 409, 429 unless the account is out of quota, 5xx, timeouts, connection
+errors, ``x-should-retry: true``, a 200 whose body is not a completion), how long to wait (the
+server's ``retry-after(-ms)`` plus up to 25% jitter, so clients waiting on one rate limit do not
+retry in lockstep; else capped exponential backoff with full jitter), and what a non-retryable
+status means for the user: the profile field to fix (401/403/404, a rejected parameter, no json_schema support).
 
 Every message built here from what a server sent goes through :func:`synthgen.llm.secrets.scrub`
 (servers that quote the Authorization header in an error body would otherwise put the key in the
@@ -68,6 +68,18 @@ _COMMON_WORDS = frozenset({"seed", "stop", "model", "n"})
 _MAX_TEXT = 600  # a plain-text error page is quoted, not printed whole
 
 
+#: 429 codes that mean the account has no credit or quota left, not that it sent too fast
+_NO_QUOTA = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded"})
+
+
+def _code(exc: openai.APIStatusError) -> str:
+    """The error body's ``code`` (OpenAI: ``rate_limit_exceeded``, ``insufficient_quota``...)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    if isinstance(body.get("error"), dict):  # not unwrapped by the SDK (a proxy's shape)
+        body = body["error"]
+    return str(body.get("code") or "")
+
+
 class Malformed(Exception):
     """A 200 whose body is not a chat completion: transient on every server we have seen."""
 
@@ -79,6 +91,8 @@ def retryable(exc: BaseException) -> bool:
             return True
         if exc.response.headers.get("x-should-retry") == "false":
             return False
+        if exc.status_code == 429 and _code(exc) in _NO_QUOTA:
+            return False  # out of credit: no wait brings it back (see fail_fast)
         if exc.status_code in _RETRY_STATUS:
             return True
         # a 5xx that names a request parameter is a configuration error in disguise (llama-cpp-python
@@ -255,6 +269,13 @@ def fail_fast(exc: openai.APIStatusError, profile: ModelProfile, attempts: int =
             f"{profile.resolved_base_url} answered {exc.status_code}: {message}",
             field=f"{where}.api_key_env",
             hint=f"check ${profile.api_key_env} holds a valid key for this endpoint",
+        )
+    if exc.status_code == 429 and _code(exc) in _NO_QUOTA:
+        return ProviderError(
+            f"{profile.resolved_base_url} answered 429 {_code(exc)}: {message}",
+            field=f"{where}.api_key_env",
+            hint=f"the account of ${profile.api_key_env} has no credit or quota left: check its plan and billing "
+            "(waiting does not help, so synthgen stops instead of retrying)",
         )
     if exc.status_code == 404:
         return ProviderError(

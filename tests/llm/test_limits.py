@@ -137,7 +137,7 @@ def test_a_429_with_no_announced_limit_lowers_the_pace_and_successes_raise_it_ag
     limiter._starts.extend(now - 9.0 + i * 0.3 for i in range(30))  # 30 sent over the last 9 s: 200/min
     applied = limiter.pause(0.5)
     assert 0.5 <= applied <= 0.5 * 1.25  # jittered, never shorter than asked
-    assert limiter.rate_limited == 1
+    assert limiter.pauses == 1
     lowered = limiter.learned_rpm
     assert lowered is not None and lowered <= 0.9 * 200 + 1
     assert limiter.requests.rate == pytest.approx(lowered * 0.98 / 60.0)
@@ -159,3 +159,51 @@ def test_limiters_are_shared_per_key() -> None:
     assert limits.get(("u", "m", "K"), max_concurrency=99) is a
     assert limits.get(("u", "m2", "K"), max_concurrency=4) is not a
     assert [key for key, _ in limits] == [("u", "m", "K"), ("u", "m2", "K")]
+
+
+def answered(limiter: KeyLimiter, n: int) -> None:
+    for _ in range(n):
+        limiter.learn({})
+
+
+def test_scattered_429s_retry_alone_and_never_pause_the_key() -> None:
+    limiter = KeyLimiter(max_concurrency=64)
+    refusal = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}
+    for _ in range(10):  # 5% of the answers refused, as a proxy's or an overloaded server's 429s come
+        answered(limiter, 19)
+        assert limiter.refused(time.monotonic(), 1.0, refusal) is False
+    assert limiter.rate_limited == 10 and limiter.pauses == 0
+    assert limiter.paused_for() == 0.0  # nobody else waits
+
+
+def test_a_burst_of_429s_pauses_the_key_once_for_what_was_sent_before_it() -> None:
+    limiter = KeyLimiter(max_concurrency=64)
+    answered(limiter, 4)
+    sent = time.monotonic()
+    assert [limiter.refused(sent, 0.5) for _ in range(3)] == [False, False, True]
+    assert limiter.pauses == 1
+    assert limiter.paused_for() >= 0.45  # every request of the key waits for the retry-after
+    # the other requests of the burst, sent before the pause began, come back refused too: same news
+    assert not any(limiter.refused(sent, 0.5) for _ in range(20))
+    assert limiter.pauses == 1
+    # a request sent after the pause that is refused in a burst is new evidence: a second window
+    assert limiter.refused(time.monotonic(), 0.5) is True
+    assert limiter.pauses == 2
+
+
+def test_remaining_zero_pauses_at_once_only_from_a_server_that_states_it_on_answers() -> None:
+    exhausted = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "800ms"}
+    silent = KeyLimiter(max_concurrency=8)
+    answered(silent, 20)  # answers without x-ratelimit headers: the refusal's 0 is boilerplate
+    assert silent.refused(time.monotonic(), None, exhausted) is False
+    stating = KeyLimiter(max_concurrency=8)
+    stating.learn({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "7"})
+    answered(stating, 19)
+    assert stating.refused(time.monotonic(), None, exhausted) is True
+    assert stating.paused_for() >= 0.75  # held for the window's reset (no retry-after given)
+
+
+def test_an_announced_limit_lower_than_the_configured_one_wins() -> None:
+    limiter = KeyLimiter(max_concurrency=8, requests_per_minute=6000)
+    limiter.learn({"x-ratelimit-limit-requests": "600"})  # the account's, whatever the profile says
+    assert limiter.known_rpm == 600
