@@ -22,7 +22,7 @@ from synthgen.seeds import Seed
 
 __all__ = ["StepPlan", "assign_splits", "walk"]
 
-Rows = list[dict[str, Any]]
+Rows = Sequence[dict[str, Any]]  # a step's rows: a list, or a RowSpool read back from disk
 
 
 def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int) -> dict[str, str]:

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,7 @@ class _Runner:
             meter=self.client.meter,
         )
 
-        async def produce(plan: StepPlan) -> list[dict[str, Any]]:
+        async def produce(plan: StepPlan) -> Sequence[dict[str, Any]]:
             priced = budget.max_usd is not None and not budget.exhausted and not plan.skipped
             step_run = StepRun(
                 plan,
@@ -196,7 +196,7 @@ class _Runner:
             t0 = time.monotonic()
             if not budget.exhausted and not plan.skipped:
                 await step_run.execute(plan.context(self.client, self.profiles, prompts))
-            outcome = step_run.collect()
+            outcome = step_run.collect(self.rundir.state_dir / "rows" / f"{plan.step.name}.jsonl")
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
             outcome.counts.skipped = plan.skipped
             outcome.counts.stopped_early = step_run.stopped_early
@@ -250,9 +250,9 @@ class _Runner:
                 hint="see .synthgen/failures.jsonl; fix the cause and re-run the same command to retry "
                 "(the dataset already in the RUN_DIR, if any, was kept)",
             )
-        by_kind: dict[str, list[dict[str, Any]]] = {}
+        by_kind: dict[str, list[Sequence[dict[str, Any]]]] = {}
         for step in self.recipe.steps:
-            by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
+            by_kind.setdefault(self.recipe.generator(step).output, []).append(outputs[step.name])
         write_run_dir(self.out, self.recipe, result, by_kind, self.splits, reports)
         return result
 
@@ -400,3 +400,4 @@ def run(
         finally:
             if not recover(runner.out):  # interrupted mid-swap: finish it; else drop what was staged
                 shutil.rmtree(runner.rundir.tmp, ignore_errors=True)
+            shutil.rmtree(runner.rundir.state_dir / "rows", ignore_errors=True)  # the steps' row spools
