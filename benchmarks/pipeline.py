@@ -39,6 +39,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from benchmarks.planning import write_inputs
 from tests.servers.openai_server import ServerConfig, spawn_server
 
@@ -186,12 +188,15 @@ def measure_run(items: int, latency: float) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["process_s"] = time.time() - started
         result["server_requests"] = srv.stats()["requests"]
+        times = psutil.Process(srv.process.pid).cpu_times()
+        result["server_cpu_s"] = times.user + times.system
     generation = sum(s["seconds"] for s in result["steps"].values())
     ideal = sum(s["ideal_s"] for s in result["steps"].values())
     requests = sum(s["requests"] for s in result["steps"].values())
     return {
         "items": items,
         "latency": latency,
+        "load": os.getloadavg()[0],  # the machine's 1-minute load average as the run ended
         **result,
         "generation_s": generation,
         "ideal_s": ideal,
@@ -253,14 +258,14 @@ def measure_first_request() -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| items | latency s | requests | generation s | ideal s | req/s | ideal req/s | efficiency "
-        "| whole run s | run CPU s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| whole run s | run CPU s | server CPU s | load | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['items']:,} | {r['latency']} | {r['requests']:,} | {r['generation_s']:.1f} | {r['ideal_s']:.1f} | "
             f"{r['rps']:.1f} | {r['ideal_rps']:.1f} | {r['efficiency']:.2f} | {r['wall_s']:.1f} | "
-            f"{r['cpu_s']:.1f} | {r['peak_mib']:.0f} |"
+            f"{r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | {r['load']:.1f} | {r['peak_mib']:.0f} |"
         )
     return "\n".join(lines)
 
