@@ -107,8 +107,17 @@ def _ideal(out: Path, recipe_path: Path, latency: float) -> dict[str, Any]:
 
 def child_run(recipe_path: Path, out: Path, latency: float) -> dict[str, Any]:
     """One whole run in this (fresh) process; its peak RSS is this size's alone."""
+    from synthgen.pipeline import runner
     from synthgen.pipeline.runner import run
 
+    generated: dict[str, float] = {}
+    write_run_dir = runner.write_run_dir
+
+    def finalize(*args: Any) -> None:  # the peak of generation, before finalize writes the dataset
+        generated["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        write_run_dir(*args)
+
+    runner.write_run_dir = finalize  # type: ignore[assignment]
     before = resource.getrusage(resource.RUSAGE_SELF)
     baseline, cpu_before = before.ru_maxrss / 1024, before.ru_utime + before.ru_stime
     called = time.time()
@@ -127,6 +136,7 @@ def child_run(recipe_path: Path, out: Path, latency: float) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
         "peak_mib": peak,
+        "generation_peak_mib": generated.get("peak_mib", peak),
         "baseline_mib": baseline,
         "steps": steps,
     }
@@ -258,14 +268,15 @@ def measure_first_request() -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| items | latency s | requests | generation s | ideal s | req/s | ideal req/s | efficiency "
-        "| whole run s | run CPU s | server CPU s | load | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| whole run s | run CPU s | server CPU s | load | peak RSS MiB: generation | whole run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['items']:,} | {r['latency']} | {r['requests']:,} | {r['generation_s']:.1f} | {r['ideal_s']:.1f} | "
             f"{r['rps']:.1f} | {r['ideal_rps']:.1f} | {r['efficiency']:.2f} | {r['wall_s']:.1f} | "
-            f"{r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | {r['load']:.1f} | {r['peak_mib']:.0f} |"
+            f"{r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | {r['load']:.1f} | "
+            f"{r['generation_peak_mib']:.0f} | {r['peak_mib']:.0f} |"
         )
     return "\n".join(lines)
 
