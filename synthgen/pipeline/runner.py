@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -207,7 +206,6 @@ class _Runner:
                 reports[kind].extend(records)
             return outcome.rows
 
-        threading.Thread(target=_warm_up, args=(self.recipe,), daemon=True, name="synthgen-warm-up").start()
         try:
             async with self.client:
                 outputs = await walk(self.recipe, self.splits, produce, limit=self.limit)
@@ -257,19 +255,6 @@ class _Runner:
             by_kind.setdefault(self.recipe.generator(step).output, []).append(outputs[step.name])
         write_run_dir(self.out, self.recipe, result, by_kind, self.splits, reports)
         return result
-
-
-def _warm_up(recipe: Recipe) -> None:
-    """Load what the first row check and the first collect need (the language model, datasketch and
-    the scipy it imports: seconds of CPU) in a thread while the first requests are in flight: on the
-    event loop, the first check stopped every request's progress for that long."""
-    with contextlib.suppress(Exception):  # the check itself reports any failure
-        import datasketch  # noqa: F401
-
-        if recipe.quality.check_language:
-            from synthgen.quality.text import language_model
-
-            language_model()
 
 
 def _problems(
