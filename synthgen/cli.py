@@ -140,11 +140,18 @@ def doctor(recipe: Path, allow_outside_paths: bool) -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--pilot", type=click.IntRange(min=1), help="Run N real items per step and extrapolate.")
 @click.option("--offline", is_flag=True, help="Simulate with the embedded offline provider.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=32,  # synthgen.pipeline.estimate.DEFAULT_SAMPLE (not imported: startup time)
+    show_default=True,
+    help="Items simulated per step (0: every item, slower; the error is then 0).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @_outside
 @_errors
 def estimate(
-    recipe: Path, pilot: int | None, offline: bool, as_json: bool, allow_outside_paths: bool
+    recipe: Path, pilot: int | None, offline: bool, sample: int, as_json: bool, allow_outside_paths: bool
 ) -> None:
     """Planned calls, tokens and USD per step and model, before spending.
 
@@ -154,15 +161,20 @@ def estimate(
     """
     from synthgen import estimate as estimate_recipe
 
-    result = estimate_recipe(recipe, pilot=pilot, offline=offline, allow_outside_paths=allow_outside_paths)
+    result = estimate_recipe(
+        recipe, pilot=pilot, offline=offline, sample=sample or None, allow_outside_paths=allow_outside_paths
+    )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
-    click.echo(f"method: {result.method}; tokens counted with {result.token_counter}")
+    reused = " (reused: same recipe, sample and prices)" if result.cached else ""
+    click.echo(f"method: {result.method}; tokens counted with {result.token_counter}{reused}")
     for name, step in result.steps.items():
+        simulated = f" ({step.sampled} simulated)" if step.sampled < step.items else ""
+        free = f" + {step.cached_calls:.0f} answered by the cache" if step.cached_calls else ""
         click.echo(
-            f"{name}: {step.items} items, ~{step.calls:.0f} calls, ~{step.prompt_tokens:.0f} prompt + "
-            f"~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}"
+            f"{name}: {step.items} items{simulated}, ~{step.calls:.0f} calls{free}, ~{step.prompt_tokens:.0f} "
+            f"prompt + ~{step.completion_tokens:.0f} completion tokens, ~${step.usd:.2f}"
             + (f"; Batch API: ~{step.waves} waves" if step.waves else "")
         )
         for model, m in step.by_model.items():
@@ -172,7 +184,8 @@ def estimate(
             batch = " at the batch price" if m.get("batch") and m.get("priced", True) else ""
             click.echo(f"  {model}: ~{m['calls']:.0f} calls, {usd}{batch}")
     unpriced = f" + n/a for unpriced {', '.join(result.unpriced)}" if result.unpriced else ""
-    click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}{unpriced}")
+    error = f" (±{result.error:.0%} sampling error, 95%)" if result.error else ""
+    click.echo(f"total: ~{result.tokens:.0f} tokens, ~${result.usd:.2f}{unpriced}{error}")
 
 
 @main.command()

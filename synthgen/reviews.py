@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ __all__ = [
     "Reviews",
     "apply_reviews",
     "content_hash",
+    "has_reviews",
     "keyed_rows",
     "make_review",
     "now",
@@ -66,15 +67,15 @@ def _base_key(config: str, row: Mapping[str, Any]) -> str:
     return str(row["dialogue_id"] if config == "sft" else row["prompt_id"])
 
 
-def keyed_rows(config: str, rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(key, row) in row order: ``dialogue_id`` (sft) or ``prompt_id`` (prefs), ``#2``, ``#3`` for repeats."""
+def keyed_rows(config: str, rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(key, row) in row order: ``dialogue_id`` (sft) or ``prompt_id`` (prefs), ``#2``, ``#3`` for repeats.
+
+    A generator: finalize streams a step's spooled rows through it without holding them all."""
     seen: dict[str, int] = {}
-    keyed: list[tuple[str, Mapping[str, Any]]] = []
     for row in rows:
         base = _base_key(config, row)
         seen[base] = seen.get(base, 0) + 1
-        keyed.append((base if seen[base] == 1 else f"{base}#{seen[base]}", row))
-    return keyed
+        yield (base if seen[base] == 1 else f"{base}#{seen[base]}", row)
 
 
 # --- the log ---------------------------------------------------------------------------------------
@@ -319,7 +320,7 @@ class Reviews:
 # --- the rows as the pipeline made them ---------------------------------------------------------------
 
 
-def write_unreviewed(path: Path, outputs: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+def write_unreviewed(path: Path, outputs: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
     """``.synthgen/unreviewed.jsonl``: one line per sft and prefs row before human decisions, atomically."""
     tmp = path.with_suffix(".jsonl.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,6 +347,12 @@ def read_unreviewed(run_dir: Path) -> list[dict[str, Any]]:
             public = {k: v for k, v in row.items() if k not in _NOT_CONTENT}
             records.append({"config": config, "key": key, "split": row["split"], "row": public})
     return records
+
+
+def has_reviews(run_dir: Path) -> bool:
+    """Whether anyone recorded a decision: without one, finalize streams the rows as they were made."""
+    path = RunDir(run_dir).reviews
+    return path.is_file() and path.stat().st_size > 0
 
 
 def apply_reviews(

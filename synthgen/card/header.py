@@ -23,6 +23,13 @@ def size_category(n: int) -> str:
     return next((label for limit, label in _SIZES if n < limit), "1M<n<10M")
 
 
+def _loaded_bytes(parquet: Any) -> int:
+    """The Arrow size of a parquet file, read one row group at a time (a whole file at once made
+    finalize's peak memory grow with the dataset); the sum equals the whole table's ``nbytes``, whose
+    columns are chunked by row group."""
+    return sum(parquet.read_row_group(i).nbytes for i in range(parquet.num_row_groups))
+
+
 def dataset_info(run_dir: Path) -> list[dict[str, Any]]:
     """Per config: features from the parquet schema, rows and bytes per split, in the YAML form
     ``datasets`` itself writes into a card (``DatasetInfosDict.to_dataset_card_data``)."""
@@ -39,7 +46,7 @@ def dataset_info(run_dir: Path) -> list[dict[str, Any]]:
             files = RunDir(run_dir).parquet_files(config, split)
             features = features or Features.from_arrow_schema(pq.read_schema(files[0]))
             rows = sum(pq.read_metadata(f).num_rows for f in files)
-            size = sum(pq.read_table(f).nbytes for f in files)
+            size = sum(_loaded_bytes(pq.ParquetFile(f)) for f in files)
             download += sum(f.stat().st_size for f in files)
             split_dict.add(SplitInfo(name=split, num_bytes=size, num_examples=rows))
         info = DatasetInfo(features=features, splits=split_dict)

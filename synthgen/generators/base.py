@@ -149,7 +149,8 @@ class GeneratorContext:
         sample: int = 0,
         call: str = "",
     ) -> Completion:
-        """A call through the run's client, with this generator's version in the cache key.
+        """A call through the run's client; ``ctx.version`` (empty unless the generator sets
+        ``cache_version``) is in the cache key, so the same request from two generators is paid once.
 
         ``call`` names the request's role (``student``, ``assistant``, ...) in failure messages.
         """
@@ -172,6 +173,11 @@ class Generator:
     description: ClassVar[str] = ""
     # how the rows are made, for the dataset card's "How it was made" (defaults to ``description``)
     card_method: ClassVar[str] = ""
+    # empty: the generator's calls share the response cache with every other caller's, so a request
+    # another step already paid for (the preference step re-asking a dialogue's assistant turn) is
+    # answered from the cache; set it (and bump it) to keep this generator's answers apart and to get
+    # fresh answers for requests that did not change
+    cache_version: ClassVar[str] = ""
     # a plugin's own templates live in <prompt_package>/prompts/<language>/<role>.txt (see prompts.py)
     prompt_package: ClassVar[str | None] = None
     # the recipe's folder (set when the recipe resolves the step): ``path_fields`` are resolved against

@@ -8,11 +8,13 @@ and seeds a step generated from documents as ``generated/seeds.jsonl``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,61 @@ from synthgen.rundir import PUBLISHED, SPLITS, RunDir, file_sha256
 __all__ = ["recover", "write_reports", "write_run_dir"]
 
 
-def _to_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    import datasets
+#: rows converted to Arrow at a time: memory holds one batch, whatever the dataset's size
+BATCH_ROWS = 1000
 
-    datasets.disable_progress_bars()
+
+def _batches(rows: Callable[[], Iterable[Mapping[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows():
+        batch.append(dict(row))
+        if len(batch) == BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _to_parquet(rows: Callable[[], Iterable[Mapping[str, Any]]], path: Path) -> int:
+    """Stream ``rows()`` into one parquet file in batches; the number of rows written (0: no file).
+
+    Two passes over the rows (they come from disk): the first unifies the batches' Arrow schemas (a
+    field null in one batch and text in another, an int score here and a float there), the second
+    writes each batch under that schema with the Hugging Face features metadata that
+    ``Dataset.to_parquet`` writes, so readers see the same dataset as when it was built in memory.
+    """
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pa.Table.from_pylist(batch).schema for batch in _batches(rows)]
+    if not schemas:
+        return 0
+    unified = pa.unify_schemas(schemas, promote_options="permissive")
+    schema = datasets.Features.from_arrow_schema(unified).arrow_schema
     path.parent.mkdir(parents=True, exist_ok=True)
-    datasets.Dataset.from_list([dict(r) for r in rows]).to_parquet(str(path))
+    written = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for batch in _batches(rows):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            written += len(batch)
+    return written
 
 
 def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "__split"}
+
+
+def _split_rows(sources: Sequence[Iterable[Mapping[str, Any]]], split: str) -> Iterator[dict[str, Any]]:
+    return (_public(row) for source in sources for row in source if row["__split"] == split)
+
+
+def _seed_rows(recipe: Recipe, splits: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+    for seed in recipe.loaded_seeds:
+        row = {**seed.model_dump(mode="json"), "split": splits[seed.id]}
+        row["tags"] = list(row["tags"])
+        row["source"] = row["source"] or {"document": "", "article": None}
+        yield row
 
 
 def write_reports(out: Path, reports: Mapping[str, list[dict[str, Any]]]) -> None:
@@ -52,37 +99,35 @@ def write_run_dir(
     out: Path,
     recipe: Recipe,
     result: RunResult,
-    outputs: Mapping[str, list[dict[str, Any]]],
+    outputs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
     splits: Mapping[str, str],
     reports: Mapping[str, list[dict[str, Any]]],
     *,
-    unreviewed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    unreviewed: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]] | None = None,
 ) -> None:
-    """Write data/, README.md and run.json atomically; ``reports`` (failed, rejected) go under .synthgen/,
-    and so do the ``unreviewed`` rows (before people's decisions were applied), when given."""
+    """Write data/, README.md and run.json atomically; ``reports`` (failed, rejected) go under .synthgen/.
+
+    ``outputs``: per output kind, the row sources of the steps that write it (each a
+    :class:`~synthgen.pipeline.spool.RowSpool` or a list, rows with ``__split``), read in order.
+    ``unreviewed``: the same sources before people's decisions (synthgen review), kept under .synthgen/.
+    """
     final = RunDir(out)
     shutil.rmtree(final.tmp, ignore_errors=True)
     staged = RunDir(final.tmp)
     staged.path.mkdir(parents=True)
     for kind in OUTPUT_KINDS.values():
-        rows = outputs.get(kind.name, [])
+        sources = outputs.get(kind.name, [])
         for split in () if kind.generated else SPLITS:
-            chosen = [_public(r) for r in rows if r["__split"] == split]
-            if chosen:
-                _to_parquet(chosen, staged.data_file(kind.name, split))
-    seed_rows = [{**s.model_dump(mode="json"), "split": splits[s.id]} for s in recipe.loaded_seeds]
-    for row in seed_rows:
-        row["tags"] = list(row["tags"])
-        row["source"] = row["source"] or {"document": "", "article": None}
-    _to_parquet(seed_rows, staged.data_file("seeds", "train"))
+            _to_parquet(partial(_split_rows, sources, split), staged.data_file(kind.name, split))
+    _to_parquet(partial(_seed_rows, recipe, splits), staged.data_file("seeds", "train"))
     for kind in OUTPUT_KINDS.values():
-        generated = outputs.get(kind.name, []) if kind.generated else []
-        if generated:
+        if kind.generated and any(len(source) for source in outputs.get(kind.name, [])):
             path = staged.generated(kind.name)
             path.parent.mkdir(exist_ok=True)
             with path.open("w", encoding="utf-8") as f:
-                for row in generated:
-                    f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
+                for source in outputs[kind.name]:
+                    for row in source:
+                        f.write(json.dumps(_public(row), ensure_ascii=False) + "\n")
     staged.card.write_text(render_card(staged.path, recipe, result.to_json()), encoding="utf-8")
     # run.json last: it lists the sha256 of every other published file, so a reader (publish) can
     # tell a complete dataset from a mix of two
@@ -90,7 +135,7 @@ def write_run_dir(
     staged.run_json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
     write_reports(out, reports)
     if unreviewed is not None:
-        write_unreviewed(final.unreviewed, unreviewed)
+        write_unreviewed(final.unreviewed, {k: itertools.chain(*v) for k, v in unreviewed.items()})
     staged_names = [name for name in PUBLISHED if (staged.path / name).exists()]
     final.swap_marker.write_text(
         json.dumps({"staged": staged_names, "started": time.time()}), encoding="utf-8"

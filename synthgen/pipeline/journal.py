@@ -41,6 +41,33 @@ class Journal:
     def load(self) -> dict[str, dict[str, Any]]:
         return {e["item"]: e for e in self.entries()}
 
+    def index(self) -> dict[str, tuple[int, str, str]]:
+        """Item -> (byte offset of its last complete entry, status, reason): what resume and collect
+        need to know of every item without holding every item's rows (read one with :meth:`read`)."""
+        found: dict[str, tuple[int, str, str]] = {}
+        if not self.path.exists():
+            return found
+        with self.path.open("rb") as f:
+            offset = 0
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    entry = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    entry = None
+                if isinstance(entry, dict) and isinstance(entry.get("item"), str) and "status" in entry:
+                    found[entry["item"]] = (offset, str(entry["status"]), str(entry.get("reason", "")))
+                offset += len(line)
+        return found
+
+    def read(self, offset: int) -> dict[str, Any]:
+        """The entry at ``offset`` (from :meth:`index`)."""
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            entry: dict[str, Any] = json.loads(f.readline())
+        return entry
+
     def append(self, entry: dict[str, Any]) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

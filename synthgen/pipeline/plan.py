@@ -22,7 +22,7 @@ from synthgen.seeds import Seed
 
 __all__ = ["StepPlan", "assign_splits", "walk"]
 
-Rows = list[dict[str, Any]]
+Rows = Sequence[dict[str, Any]]  # a step's rows: a list, or a RowSpool read back from disk
 
 
 def assign_splits(seeds: Sequence[Seed], test_fraction: float, recipe_seed: int) -> dict[str, str]:
@@ -68,9 +68,18 @@ class StepPlan:
             recipe_seed=recipe.seed,
             step=step.name,
             upstream={step.from_: self.upstream} if step.from_ else {},
-            version=f"{self.generator.name}/{self.generator.version}",
+            version=_cache_version(self.generator),
             splits=self.splits,
         )
+
+
+def _cache_version(generator: Generator) -> str:
+    """What the generator puts in the cache key of its calls: nothing (answers shared by request:
+    model, messages, sampling, schema, sample) unless it sets ``cache_version`` to keep them apart.
+    The generator's ``version`` stays in the recipe fingerprint and run.json; it is out of the key
+    because an answer depends on the request alone, and what a version bump changes after the answer
+    (post-processing, rejection rules) is applied again to the cached answer."""
+    return f"{generator.name}/{generator.cache_version}" if generator.cache_version else ""
 
 
 async def walk(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from synthgen.pipeline.preflight import preflight
 from synthgen.pipeline.result import RunResult, StepCounts
 from synthgen.pipeline.step import StepRun, StepSettings
 from synthgen.recipe import Recipe, load_recipe
-from synthgen.reviews import apply_reviews
+from synthgen.reviews import apply_reviews, has_reviews
 from synthgen.rundir import RunDir
 
 __all__ = ["default_out", "run"]
@@ -224,7 +225,7 @@ class _Runner:
             meter=self.client.meter,
         )
 
-        async def produce(plan: StepPlan) -> list[dict[str, Any]]:
+        async def produce(plan: StepPlan) -> Sequence[dict[str, Any]]:
             priced = (
                 self.generate and budget.max_usd is not None and not budget.exhausted and not plan.skipped
             )
@@ -240,7 +241,7 @@ class _Runner:
             t0 = time.monotonic()
             if self.generate and not budget.exhausted and not plan.skipped:
                 await step_run.execute(plan.context(self.client, self.profiles, prompts))
-            outcome = step_run.collect()
+            outcome = step_run.collect(self.rundir.state_dir / "rows" / f"{plan.step.name}.jsonl")
             outcome.counts.seconds = round(time.monotonic() - t0, 3)
             outcome.counts.skipped = plan.skipped
             outcome.counts.stopped_early = step_run.stopped_early
@@ -295,15 +296,19 @@ class _Runner:
                 hint="see .synthgen/failures.jsonl; fix the cause and re-run the same command to retry "
                 "(the dataset already in the RUN_DIR, if any, was kept)",
             )
-        by_kind: dict[str, list[dict[str, Any]]] = {}
+        by_kind: dict[str, list[Sequence[dict[str, Any]]]] = {}
         for step in self.recipe.steps:
-            by_kind.setdefault(self.recipe.generator(step).output, []).extend(outputs[step.name])
+            by_kind.setdefault(self.recipe.generator(step).output, []).append(outputs[step.name])
         # people's decisions (synthgen review) on top; the rows as made stay in .synthgen for them
-        reviewed, human, result.review = apply_reviews(self.out, by_kind)
-        reports["rejected"].extend(human)
-        for line in result.review.get("stale", [])[:5]:
-            self.notify(f"review decision not applied: {line}")
-        write_run_dir(self.out, self.recipe, result, reviewed, self.splits, reports, unreviewed=by_kind)
+        published: Mapping[str, Sequence[Sequence[dict[str, Any]]]] = by_kind
+        if has_reviews(self.out):  # only then are the rows held in memory, to apply decisions to
+            flat = {kind: list(itertools.chain(*sources)) for kind, sources in by_kind.items()}
+            reviewed, human, result.review = apply_reviews(self.out, flat)
+            published = {kind: [rows] for kind, rows in reviewed.items()}
+            reports["rejected"].extend(human)
+            for line in result.review.get("stale", [])[:5]:
+                self.notify(f"review decision not applied: {line}")
+        write_run_dir(self.out, self.recipe, result, published, self.splits, reports, unreviewed=by_kind)
         return result
 
 
@@ -453,3 +458,4 @@ def run(
         finally:
             if not recover(runner.out):  # interrupted mid-swap: finish it; else drop what was staged
                 shutil.rmtree(runner.rundir.tmp, ignore_errors=True)
+            shutil.rmtree(runner.rundir.state_dir / "rows", ignore_errors=True)  # the steps' row spools

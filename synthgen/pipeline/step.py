@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from synthgen.pipeline.checks import RowChecks
 from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.plan import StepPlan
 from synthgen.pipeline.result import StepCounts
+from synthgen.pipeline.spool import RowSpoolWriter
 from synthgen.quality.dedup import NearDuplicates
 from synthgen.records import output_kind
 
@@ -69,7 +70,7 @@ class StepOutcome:
     """What a step hands back: its kept rows (in plan order, each with ``__split``), its counts, and a
     record of every failed item and rejected item or row (``failed``, ``rejected``)."""
 
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]  # a RowSpool: read back from disk, never all in memory
     counts: StepCounts
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"failed": [], "rejected": []})
 
@@ -100,7 +101,11 @@ class StepRun:
     async def execute(self, ctx: GeneratorContext) -> bool:
         """Generate every item not yet journaled; True when the budget stopped scheduling."""
         items = self.plan.items
-        done = {k: e for k, e in self.journal.load().items() if not self._retry(e)}
+        done = {
+            k: status
+            for k, (_, status, reason) in self.journal.index().items()
+            if not self._retry(status, reason)
+        }
         todo = [i for i in items if i.id not in done]
         pending: Iterator[WorkItem] = iter(todo)
         bar = tqdm(
@@ -112,7 +117,7 @@ class StepRun:
             leave=False,
         )
         meter = self.meter
-        status: Counter[str] = Counter(entry["status"] for entry in done.values())
+        status: Counter[str] = Counter(done.values())
         budget_stop = False
         first: list[str | None] = []  # this invocation's first finished items: their failure reason
 
@@ -191,8 +196,8 @@ class StepRun:
             return True
         return False
 
-    def _retry(self, entry: dict[str, Any]) -> bool:
-        return entry["status"] == "failed" and (self.settings.retry_failed or transient(entry["reason"]))
+    def _retry(self, status: str, reason: str) -> bool:
+        return status == "failed" and (self.settings.retry_failed or transient(reason))
 
     async def process(self, item: WorkItem, ctx: GeneratorContext) -> dict[str, Any]:
         """The journal entry of one item, with the tokens and cost its calls took (cache hits apart)."""
@@ -242,11 +247,13 @@ class StepRun:
             }
         return {**entry, "status": "ok", "rows": kept, "dropped": dropped}
 
-    def collect(self) -> StepOutcome:
-        """Rows of journaled items in plan order, deduplicated, with counts and reports."""
-        journal = self.journal.load()
+    def collect(self, spool: Path) -> StepOutcome:
+        """Rows of journaled items in plan order, deduplicated, written to ``spool`` as they are kept
+        (one item's entry in memory at a time), with counts and reports."""
+        journal = self.journal.index()
         counts = self.counts
         counts.items = len(self.plan.items)
+        writer = RowSpoolWriter(spool)
         outcome = StepOutcome(rows=[], counts=counts)
         step = self.plan.step.name
 
@@ -265,10 +272,11 @@ class StepRun:
             self.usage.merge(journaled.get("usage", {}))
         dedup = NearDuplicates(threshold=self.settings.near_duplicate_threshold)
         for item in self.plan.items:
-            entry = journal.get(item.id)
-            if entry is None:
+            found = journal.get(item.id)
+            if found is None:
                 counts.not_started += 1
                 continue
+            entry = self.journal.read(found[0])
             for dropped in entry.get("dropped", []):
                 rejected_row(item.id, dropped["reason"], dropped["detail"], dropped["row"])
             if entry["status"] == "failed":
@@ -294,6 +302,8 @@ class StepRun:
                 continue
             counts.ok += 1
             counts.rows += len(kept)
-            outcome.rows.extend({**row, "__split": entry["split"]} for row in kept)
+            for row in kept:
+                writer.write({**row, "__split": entry["split"]})
         counts.usage = self.usage.snapshot()["total"]
+        outcome.rows = writer.close()
         return outcome

@@ -138,7 +138,12 @@ def test_resume_after_sigkill_gives_the_same_rows(endpoint: Any, tmp_path: Path)
         process = subprocess.Popen(
             [*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(1.5, 4.0))  # imports take ~1.5 s; kill somewhere in generation or finalize
+        # kill somewhere in generation or finalize: after this process's first request (imports take
+        # 1.5 s on an idle machine and several on a loaded one), then up to 2.5 s later
+        seen, deadline = server.stats()["requests"], time.monotonic() + 120
+        while server.stats()["requests"] == seen and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.5))
         in_flight_at_kills.append(server.stats()["in_flight"])
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -171,6 +171,9 @@ class ServerConfig:
       vLLM/Ollama, ``reasoning_content`` for llama.cpp); thinking costs ``reasoning_tokens`` tokens
       of the budget first: a smaller ``max_tokens`` gets an empty content and ``finish_reason: length``.
     * ``ignore_max_completion_tokens``: only ``max_tokens`` limits the answer (Ollama).
+    * ``plausible``: without a responder, answer what synthgen's embedded offline provider would
+      (Spanish extractive answers, schema-valid), so a whole recipe passes the quality checks in a
+      subprocess, where no responder can go (``benchmarks/pipeline.py``).
     """
 
     latency: float = 0.0
@@ -197,6 +200,7 @@ class ServerConfig:
     reasoning_field: str = ""
     reasoning_tokens: int = 0
     ignore_max_completion_tokens: bool = False
+    plausible: bool = False
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
@@ -996,6 +1000,10 @@ class _Core:
             fault = None
 
         override: dict[str, Any] = {}
+        if fault is None and cfg.responder is None and cfg.plausible:
+            from synthgen.llm.offline import offline_reply
+
+            override = {"content": offline_reply(body, sample or "0")["choices"][0]["message"]["content"]}
         if fault is None and cfg.responder is not None:
             try:
                 override, fault = await _call_responder(cfg.responder, body)
