@@ -12,9 +12,10 @@ has no valid answer raises :class:`CompletionFailed` with a reason: callers reco
 of one work item, never a crash of the run. Configuration mistakes (401/403/404, a parameter the
 model rejects) raise :class:`ProviderError` at once: retrying cannot fix them.
 
-One module on purpose (~440 lines): a request's life (cache, limits, attempt, re-ask, enlarge, count)
-reads as one story; its parts with a concept of their own already live beside it (retries,
-structured, limits, cache, usage, probe, and reading one answer: answer).
+One module on purpose (~450 lines): a request's life (cache, limits, attempt, re-ask, enlarge, count)
+reads as one story; its parts with a concept of their own live beside it (retries, structured,
+limits, cache, usage, probe, endpoints, batch, the body on the wire: wire, reading one answer:
+answer, and how each server is spoken to: dialect).
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ from synthgen.errors import CompletionFailed, ProviderError
 from synthgen.llm.answer import Completion, Invalid, cut_message, read_answer
 from synthgen.llm.batch import BatchCollector, batch_line, batch_price_quote
 from synthgen.llm.cache import ResponseCache, fingerprint
+from synthgen.llm.dialect import Dialects
 from synthgen.llm.endpoints import EndpointPool
 from synthgen.llm.limits import KeyLimiter, Limits
 from synthgen.llm.offline import OFFLINE_VERSION
-from synthgen.llm.probe import Capabilities, cached
+from synthgen.llm.probe import Capabilities
 from synthgen.llm.profile import ModelProfile, Prices
 from synthgen.llm.retries import Malformed, fail_fast, gave_up, retry_after, retryable, unreachable, wait
-from synthgen.llm.structured import json_schema, reask_message, response_format, with_schema_note
+from synthgen.llm.structured import json_schema, reask_message, with_schema_note
 from synthgen.llm.usage import TokenUsage, UsageMeter, count_message_tokens, price_for
 from synthgen.llm.wire import Post, poster, read_completion
 
@@ -52,7 +54,6 @@ log = logging.getLogger("synthgen.llm.client")
 
 Message = dict[str, str]
 SchemaT = TypeVar("SchemaT", bound=pydantic.BaseModel)
-SAMPLE_HEADER = "x-synthgen-sample"
 _MAX_ENLARGEMENTS = 2  # a truncated answer is asked again with 2x, then 4x the token limit
 
 
@@ -83,36 +84,20 @@ class ChatClient:
         self._json_mode_noted: set[tuple[str, str, str]] = set()
         self._unreachable_noted: set[str] = set()
         # what each (base URL, model) does: handed in (doctor, preflight) or read from the probe cache
-        self._capabilities: dict[tuple[str, str], Capabilities | None] = {}
-        self._rejects_json_schema: set[tuple[str, str]] = set()  # learnt from a rejection under auto
+        self.dialects = Dialects(offline=offline)  # how each server is spoken to: modes, parameters
         self._pools: dict[tuple[tuple[str, ...], str, str], EndpointPool] = {}  # profiles listing servers
 
     def use(self, caps: Capabilities) -> None:
         """Decide ``structured_output: auto`` and the token parameter from this probe result."""
-        self._capabilities[(caps.base_url, caps.model)] = caps
+        self.dialects.use(caps)
 
     def capabilities(self, profile: ModelProfile) -> Capabilities | None:
         """The probe result for ``profile``'s server: handed in, else the cache's (no request here)."""
-        key = (profile.resolved_base_url, profile.model)
-        if key not in self._capabilities:
-            self._capabilities[key] = None if self.offline else cached(profile)
-        return self._capabilities[key]
+        return self.dialects.capabilities(profile)
 
     def structured_mode(self, profile: ModelProfile) -> str:
-        """The mode a schema request goes out in: the profile's, or for ``auto`` what the server does.
-
-        ``auto`` without a probe result sends json_schema and falls back to json_object the first
-        time the server rejects it (the offline provider enforces schemas).
-        """
-        if profile.structured_output != "auto":
-            return profile.structured_output
-        if self.offline:
-            return "json_schema"
-        key = (profile.resolved_base_url, profile.model)
-        if key in self._rejects_json_schema:
-            return "json_object"
-        caps = self.capabilities(profile)
-        return caps.structured_output if caps is not None else "json_schema"
+        """The mode a schema request goes out in (:meth:`Dialects.structured_mode`)."""
+        return self.dialects.structured_mode(profile)
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -263,7 +248,7 @@ class ChatClient:
         call: str = "",
     ) -> Completion:
         conversation = list(messages)
-        params = self._params(profile, schema, sample)
+        params = self.dialects.params(profile, schema, sample)
         attempts = sends = 0
         reasks = enlargements = 0  # separate budgets: an invalid answer is re-asked with the error,
         while True:  # a truncated one is asked again with twice the token limit, never unchanged
@@ -277,10 +262,10 @@ class ChatClient:
                     raw, n = await self._send(conversation, profile, schema, params, sample)
                 sends += 1
             except ProviderError as exc:
-                if not self._fall_back(exc, profile, schema):
+                if not self.dialects.fall_back(exc, profile, schema):
                     raise
                 attempts += 1
-                params = self._params(profile, schema, sample)
+                params = self.dialects.params(profile, schema, sample)
                 continue
             attempts += n
             try:
@@ -321,47 +306,6 @@ class ChatClient:
                     },
                 )
             return completion
-
-    def _fall_back(
-        self, exc: ProviderError, profile: ModelProfile, schema: type[pydantic.BaseModel] | None
-    ) -> bool:
-        """Under ``auto``, a server that rejects json_schema is asked again in json_object mode."""
-        if (
-            schema is None
-            or profile.structured_output != "auto"
-            or self.structured_mode(profile) != "json_schema"
-            or not (exc.field or "").endswith(".structured_output")
-        ):
-            return False
-        self._rejects_json_schema.add((profile.resolved_base_url, profile.model))
-        log.warning(
-            "%s rejects json_schema (%s); profile %r uses json_object with the schema in the prompt",
-            profile.resolved_base_url,
-            exc.message,
-            profile.name or profile.model,
-        )
-        return True
-
-    def _params(
-        self, profile: ModelProfile, schema: type[pydantic.BaseModel] | None, sample: int
-    ) -> dict[str, Any]:
-        params: dict[str, Any] = {"model": profile.model, **profile.sampling()}
-        caps = None if self.offline else self.capabilities(profile)
-        # Ollama ignores max_completion_tokens: the limit the profile sets must still hold
-        if caps is not None and caps.token_parameter == "max_tokens" and "max_completion_tokens" in params:
-            limit = params.pop("max_completion_tokens")
-            params.setdefault("max_tokens", limit)
-        if profile.seed is not None:
-            params["seed"] = profile.seed + sample  # K samples with one seed would be K equal answers
-        if profile.extra_body:
-            params["extra_body"] = profile.extra_body
-        params["extra_headers"] = {SAMPLE_HEADER: str(sample)}
-        if schema is not None:
-            if self.structured_mode(profile) == "json_schema":
-                params["response_format"] = response_format(schema)
-            else:
-                params["response_format"] = {"type": "json_object"}
-        return params
 
     async def _send(
         self,
