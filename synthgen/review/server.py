@@ -101,6 +101,7 @@ def make_app(token: str | None) -> web.Application:
     """An application with the guards; the caller adds its routes."""
     app = web.Application(middlewares=[_guard(token)], client_max_size=2 * 1024 * 1024)
     app.router.add_get("/static/app.css", page_handler("app.css"))
+    app.router.add_get("/static/common.js", page_handler("common.js"))
     app.router.add_get("/favicon.ico", _no_icon)
     return app
 

@@ -1,30 +1,7 @@
 "use strict";
-// synthgen label: blinded pairwise labels. Text goes into the DOM with textContent only.
+// synthgen label (helpers: common.js): blinded pairwise labels. Text goes into the DOM with textContent only.
 
 const L = { items: [], current: 0, labeller: "" };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(typeof child === "string" ? document.createTextNode(child) : child);
-  }
-  return node;
-}
-
-function toast(text, error) {
-  const t = $("toast");
-  t.textContent = text;
-  t.className = "show" + (error ? " error" : "");
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.className = ""; }, error ? 6000 : 1200);
-}
 
 async function start() {
   const name = $("labeller").value.trim();
@@ -109,7 +86,7 @@ async function save(preference) {
   const data = await response.json();
   item.label = { preference, score_1: body.score_1, score_2: body.score_2 };
   summary(data);
-  toast("saved");
+  toast("saved", false, 1200);
   const next = L.items.findIndex((x, i) => i > L.current && !x.label);
   go(next >= 0 ? next : Math.min(L.current + 1, L.items.length - 1));
   if (next < 0 && L.current === L.items.length - 1) render();

@@ -1,30 +1,7 @@
 "use strict";
-// synthgen review: every piece of row text goes into the DOM with textContent (never as markup).
+// synthgen review (helpers: common.js): every piece of row text goes into the DOM with textContent (never as markup).
 
 const S = { rows: [], shown: [], current: 0, editing: null, rejecting: false };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(typeof child === "string" ? document.createTextNode(child) : child);
-  }
-  return node;
-}
-
-function toast(text, error) {
-  const t = $("toast");
-  t.textContent = text;
-  t.className = "show" + (error ? " error" : "");
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.className = ""; }, error ? 6000 : 1500);
-}
 
 function stateOf(r) {
   if (r.decision) return r.decision.state;
