@@ -301,6 +301,23 @@ def _header(summary: Mapping[str, Any], questions: int) -> str:
     )
 
 
+# the data report's page (templates/page.html) with these rules added: answers side by side, verdicts
+_EXTRA_CSS = """\
+  .answers { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 10px; margin-top: 8px; }
+  .answer { border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; background: #fbfcfd; }
+  .answer .who { font-weight: 600; margin-bottom: 4px; }
+  .answer .text { white-space: pre-wrap; }
+  .answer .text.missing { color: var(--muted); font-style: italic; }
+  .verdict { font-size: 13px; margin-top: 6px; border-top: 1px dashed var(--line); padding-top: 4px; }
+  .verdict .rationale { color: var(--muted); white-space: pre-wrap; }
+  .msg.reference { background: #fff8e6; }
+  table.headline td:first-child, table.pairs td:nth-child(-n+2) { font-weight: 600; }
+  li.warn { color: #8a2b0f; }
+  table.headline { margin-bottom: 6px; }
+  table.pairs { margin-bottom: 22px; font-size: 13px; }
+"""
+
+
 def render_eval_html(eval_dir: str | Path) -> str:
     """The report page of an EVAL_DIR written by ``synthgen evaluate``."""
     eval_dir = Path(eval_dir)
@@ -332,13 +349,17 @@ def render_eval_html(eval_dir: str | Path) -> str:
         contamination,
     ]
     cards = [_card(q, candidates, answers, judged, flagged) for q in questions]
-    template = Template(
-        files("synthgen.reports").joinpath("templates/eval_report.html").read_text(encoding="utf-8")
-    )
+    template = Template(files("synthgen.reports").joinpath("templates/page.html").read_text(encoding="utf-8"))
     return template.substitute(
         title=_e(f"{summary['name']}: synthgen evaluation"),
+        extra_css=_EXTRA_CSS,
         header=_header(summary, len(questions)),
         sections="\n".join(sections),
+        browser_id="questions",
+        browser_title="Questions",
+        browser_note="Every question kept, with each candidate's answer side by side, the reference and the "
+        "judge's verdicts.",
+        search_example=", e.g. heldout",
         cards="\n".join(cards),
     )
 

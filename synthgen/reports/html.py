@@ -378,14 +378,16 @@ def render_html(run_dir: str | Path, *, metrics: Mapping[str, Any] | None = None
         f"{len(dialogues)} of {m['rows']['sft']} dialogues and {len(pairs)} of {m['rows']['prefs']} "
         "preference pairs (a fixed sample, by hash of their id)."
     )
-    template = Template(
-        files("synthgen.reports").joinpath("templates/report.html").read_text(encoding="utf-8")
-    )
+    template = Template(files("synthgen.reports").joinpath("templates/page.html").read_text(encoding="utf-8"))
     return template.substitute(
         title=_e(f"{m['recipe']}: synthgen report"),
+        extra_css="",
         header=_header(m, run_dir),
         sections=_sections(m),
-        sample_note=_e(note),
+        browser_id="sample",
+        browser_title="Sample",
+        browser_note=_e(note),
+        search_example="",
         cards="\n".join(cards),
     )
 
