@@ -73,6 +73,7 @@ def faculty_recipe(folder: Path, items: int | None) -> Path:
 def _ideal(out: Path, recipe_path: Path, latency: float) -> dict[str, Any]:
     """The ideal generation wall from the journals: per step, the longest bound (see the module doc)."""
     from synthgen.pipeline.preflight import profiles_used
+    from synthgen.pipeline.runner import _workers
     from synthgen.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
@@ -80,7 +81,7 @@ def _ideal(out: Path, recipe_path: Path, latency: float) -> dict[str, Any]:
     for name in profiles_used(recipe):  # the first profile of a key sets its limiter (Limits.get)
         profile = recipe.models[name]
         concurrency.setdefault(profile.model, profile.max_concurrency)
-    workers = 2 * max(p.max_concurrency for p in recipe.models.values())
+    workers = _workers(recipe.models.values())  # the runner's own sizing
     steps: dict[str, Any] = {}
     for step in recipe.steps:
         generator = recipe.generator(step).name

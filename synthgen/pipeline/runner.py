@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from synthgen.llm.batch import BatchCollector, BatchJournal, batch_price_quote, 
 from synthgen.llm.cache import ResponseCache
 from synthgen.llm.client import ChatClient
 from synthgen.llm.limits import Limits
-from synthgen.llm.profile import MAX_CONCURRENCY
+from synthgen.llm.profile import MAX_CONCURRENCY, ModelProfile
 from synthgen.llm.usage import TOKEN_COUNTER, UsageMeter, price_quote, price_source
 from synthgen.paths import cache_path
 from synthgen.pipeline.budget import Budget, ItemCost
@@ -83,11 +83,7 @@ class _Runner:
         # a batch profile's calls go out in waves: every item must be live for a wave to hold them all
         batched = [p for p in self.profiles.values() if p.batch and not offline]
         self.settings = StepSettings(
-            # max_concurrency holds per server: a profile listing 3 servers takes 3x the requests in flight
-            workers=max(
-                [2 * max(p.max_concurrency * p.servers for p in self.profiles.values())]
-                + [p.max_batch_requests for p in batched]
-            ),
+            workers=max([_workers(self.profiles.values())] + [p.max_batch_requests for p in batched]),
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
@@ -399,6 +395,16 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _workers(profiles: Iterable[ModelProfile]) -> int:
+    """Items in flight: twice what every key can serve at once. A dialogue alternates between its
+    student's and its assistant's keys, so workers sized to one key leave the other idle whenever
+    more items happen to wait on the first; max_concurrency holds per server of a profile's list."""
+    per_key: dict[tuple[str, str, str], int] = {}
+    for p in profiles:
+        per_key[p.limit_key()] = max(per_key.get(p.limit_key(), 0), p.max_concurrency * p.servers)
+    return 2 * sum(per_key.values())
 
 
 def run(
