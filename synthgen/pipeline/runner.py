@@ -151,8 +151,15 @@ class _Runner:
         _write_atomic(rd.state_file, json.dumps(state, indent=1))
 
     def _recipe_path(self) -> str | None:
-        """Where the recipe file is (private state): ``synthgen review --apply`` re-finalizes with it."""
-        return str(self.recipe.path.resolve()) if self.recipe.path else None
+        """Where the recipe file is, relative to the RUN_DIR: ``synthgen review --apply`` re-finalizes
+        with it. Relative, because no file of a RUN_DIR may carry a local absolute path (a home folder
+        with a person's name) that ``publish`` or a shared folder would spread."""
+        if self.recipe.path is None:
+            return None
+        try:
+            return os.path.relpath(self.recipe.path.resolve(), self.out.resolve())
+        except ValueError:  # another drive (Windows): no relative path exists, so none is kept
+            return None
 
     def _prices(self) -> dict[str, Any]:
         """The price source and each profile model's prices (run.json and the card say what cost used)."""

@@ -32,7 +32,8 @@ def apply_reviews_to(
             path=run_dir,
             hint="pass the --out folder of `synthgen run`",
         )
-    path = Path(recipe) if recipe is not None else state.get("recipe_path")
+    kept = state.get("recipe_path")  # relative to the RUN_DIR
+    path = Path(recipe) if recipe is not None else (run_dir / kept if kept else None)
     if not path or not Path(path).is_file():
         raise ConfigError(
             f"the recipe that made {run_dir} is not known or not there ({path or 'not recorded'})",

@@ -61,9 +61,13 @@ def off_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def fresh(made: Path, tmp_path: Path) -> Path:
-    """A test's own copy of a module's RUN_DIR, so tests decide on rows in any order."""
+    """A test's own copy of a module's RUN_DIR, so tests decide on rows in any order; its recipe is
+    copied beside it as it was beside the original (a RUN_DIR keeps its recipe's path relative)."""
     out = tmp_path / "run"
     shutil.copytree(made, out)
+    for name in ("recipe.yaml", "seeds.yaml", "personas.yaml"):
+        if (made.parent / name).is_file():
+            shutil.copy2(made.parent / name, tmp_path / name)
     return out
 
 
