@@ -9,7 +9,8 @@ token) and a folded form with accents stripped, so that phrase patterns and word
 student typing "matricula" or "segun". Reasons: ``length``, ``json_fragment``, ``language``, ``role_flip``,
 ``ai_disclaimer``, ``hidden_context``, ``answer_leak``, ``missing_referral``, ``low_judge_score``,
 ``near_duplicate``, ``duplicate``, ``bad_structure``, ``not_words`` (a short turn with no word of the
-recipe's language), ``off_topic`` (a dialogue that does not address its seed).
+recipe's language), ``off_topic`` (a dialogue that does not address its seed), ``echo`` (an answer that
+repeats the student's turn).
 """
 
 from __future__ import annotations
@@ -293,6 +294,16 @@ def _json_fragment(turns: Iterable[Turn]) -> Rejection | None:
     return None
 
 
+def _echo(turns: Sequence[Turn]) -> Rejection | None:
+    """An answer that only repeats the student's turn, word for word (case, accents and punctuation
+    aside): a weak teacher's commonest non-answer, and long enough to pass every length check."""
+    for (_, _, question), (label, role, reply) in zip(turns[::2], turns[1::2], strict=False):
+        said = folded_tokens(reply)
+        if said and said == folded_tokens(question):
+            return Rejection("echo", f"{label} ({role}) repeats the student's turn: {_snippet(reply)}")
+    return None
+
+
 def _parses(text: str) -> bool:
     try:
         json.loads(text)
@@ -361,6 +372,7 @@ def check_dialogue(
     return (
         _length(turns, config)
         or _json_fragment(turns)
+        or _echo(turns)
         or _language(turns, language, config)
         or (_not_words(turns, related, language) if config.check_language else None)
         or _pattern(turns, {"user"}, config.user_role_flip_patterns, "role_flip")

@@ -160,6 +160,20 @@ def test_a_json_fragment_is_not_prose(answer: str) -> None:
     assert check_pair(pair(chosen=answer)) == "json_fragment"
 
 
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [  # SmolLM2-135M behind llama-server, kept before this check (issue 12 item 7)
+        ("La día de este curso debe estar a la hora.", "La día de este curso debe estar a la hora."),
+        ("¿Cuándo es el plazo de matrícula?", "cuando es el plazo de matricula"),
+    ],
+)
+def test_an_answer_that_repeats_the_student_is_an_echo(question: str, answer: str) -> None:
+    found = check(question, answer)
+    assert found is not None and found.reason == "echo" and "messages[2] (assistant)" in found.detail
+    assert reason(CLEAN[0], ANSWER, question, answer) == "echo"  # in any turn, not only the first
+    assert reason(question, answer + " En la sede electrónica.") != "echo"  # an answer that adds to it
+
+
 def test_prose_with_braces_or_quotes_is_kept() -> None:
     assert reason(CLEAN[0], 'El plazo (del 15 al 31 de julio) está en la web: "Matrícula" {ver}.') is None
 
