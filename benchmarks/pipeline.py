@@ -114,9 +114,9 @@ def child_run(recipe_path: Path, out: Path, latency: float) -> dict[str, Any]:
     generated: dict[str, float] = {}
     write_run_dir = runner.write_run_dir
 
-    def finalize(*args: Any) -> None:  # the peak of generation, before finalize writes the dataset
+    def finalize(*args: Any, **named: Any) -> None:  # the peak of generation, before finalize writes
         generated["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        write_run_dir(*args)
+        write_run_dir(*args, **named)
 
     runner.write_run_dir = finalize  # type: ignore[assignment]
     before = resource.getrusage(resource.RUSAGE_SELF)
