@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["RunResult", "StepCounts"]
+__all__ = ["RunResult", "StepCounts", "run_problems"]
 
 
 @dataclass
@@ -68,3 +69,31 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_problems(
+    steps: Mapping[str, StepCounts], max_failure_rate: float, failures: list[dict[str, Any]]
+) -> list[str]:
+    """Why this run must not replace the RUN_DIR's dataset: no row at all, too many failed items, or a
+    step left without input. Empty when the run is good (a budget stop is good: what was paid is kept)."""
+    problems: list[str] = []
+    for name, counts in steps.items():
+        if counts.skipped:
+            problems.append(f"step {name} did not run: {counts.skipped}")
+        if counts.stopped_early:
+            problems.append(f"step {name}: {counts.stopped_early} (fix the cause, then re-run to go on)")
+        if counts.failed and counts.failure_rate > max_failure_rate:
+            reasons = ", ".join(
+                f"{r} x{n}" for r, n in sorted(counts.failures.items(), key=lambda x: -x[1])[:3]
+            )
+            example = next((str(f["detail"])[:300] for f in failures if f["step"] == name), "")
+            problems.append(
+                f"step {name}: {counts.failed} of {counts.items - counts.not_started} items failed "
+                f"({counts.failure_rate:.0%} > max_failure_rate {max_failure_rate:.0%}; {reasons}"
+                + (f"; e.g. {example}" if example else "")
+                + ")"
+            )
+    ran = sum(c.items - c.not_started for c in steps.values())
+    if ran and not sum(c.rows for c in steps.values()):
+        problems.append("no step produced a row")
+    return problems

@@ -15,10 +15,8 @@ import contextlib
 import itertools
 import json
 import logging
-import math
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,7 +40,8 @@ from synthgen.pipeline.journal import Journal
 from synthgen.pipeline.ledger import Ledger
 from synthgen.pipeline.plan import StepPlan, assign_splits, walk
 from synthgen.pipeline.preflight import preflight
-from synthgen.pipeline.result import RunResult, StepCounts
+from synthgen.pipeline.progress import progress_seconds, show_progress_lines
+from synthgen.pipeline.result import RunResult, StepCounts, run_problems
 from synthgen.pipeline.step import StepRun, StepSettings
 from synthgen.recipe import Recipe, load_recipe
 from synthgen.reviews import apply_reviews, has_reviews
@@ -87,7 +86,7 @@ class _Runner:
             progress=progress,
             near_duplicate_threshold=recipe.quality.near_duplicate_threshold,
             retry_failed=retry_failed,
-            progress_seconds=None if progress else _progress_seconds(),
+            progress_seconds=None if progress else progress_seconds(),
         )
         self.ledger = Ledger(self.rundir.ledger)
         self.client = ChatClient(
@@ -290,7 +289,7 @@ class _Runner:
             prices=self._prices(),
             batch=self._batch(),
         )
-        problems = _problems(steps, self.recipe.max_failure_rate, reports["failed"])
+        problems = run_problems(steps, self.recipe.max_failure_rate, reports["failed"])
         if problems:  # the journal keeps every answer: a re-run retries and finalizes
             write_reports(self.out, reports)
             raise RunFailed(
@@ -315,34 +314,6 @@ class _Runner:
         return result
 
 
-def _problems(
-    steps: Mapping[str, StepCounts], max_failure_rate: float, failures: list[dict[str, Any]]
-) -> list[str]:
-    """Why this run must not replace the RUN_DIR's dataset: no row at all, too many failed items, or a
-    step left without input. Empty when the run is good (a budget stop is good: what was paid is kept)."""
-    problems: list[str] = []
-    for name, counts in steps.items():
-        if counts.skipped:
-            problems.append(f"step {name} did not run: {counts.skipped}")
-        if counts.stopped_early:
-            problems.append(f"step {name}: {counts.stopped_early} (fix the cause, then re-run to go on)")
-        if counts.failed and counts.failure_rate > max_failure_rate:
-            reasons = ", ".join(
-                f"{r} x{n}" for r, n in sorted(counts.failures.items(), key=lambda x: -x[1])[:3]
-            )
-            example = next((str(f["detail"])[:300] for f in failures if f["step"] == name), "")
-            problems.append(
-                f"step {name}: {counts.failed} of {counts.items - counts.not_started} items failed "
-                f"({counts.failure_rate:.0%} > max_failure_rate {max_failure_rate:.0%}; {reasons}"
-                + (f"; e.g. {example}" if example else "")
-                + ")"
-            )
-    ran = sum(c.items - c.not_started for c in steps.values())
-    if ran and not sum(c.rows for c in steps.values()):
-        problems.append("no step produced a row")
-    return problems
-
-
 def _what_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return "changed: " + (", ".join(keys) if keys else "seeds or prompt files")
@@ -359,43 +330,6 @@ def _versions(recipe: Recipe) -> dict[str, str]:
         generator = recipe.generator(step)
         versions[f"generator:{generator.name}"] = generator.version
     return versions
-
-
-def _progress_seconds() -> float | None:
-    """Seconds between progress lines without a bar: ``SYNTHGEN_PROGRESS_SECONDS`` (0: none), else 30."""
-    raw = os.environ.get("SYNTHGEN_PROGRESS_SECONDS", "").strip()
-    try:
-        seconds = float(raw) if raw else 30.0
-    except ValueError:
-        raise ConfigError(
-            f"SYNTHGEN_PROGRESS_SECONDS={raw!r} is not a number", hint="seconds between progress lines, or 0"
-        ) from None
-    return seconds if seconds > 0 and math.isfinite(seconds) else None
-
-
-class _Stderr(logging.StreamHandler):
-    """To whatever ``sys.stderr`` is when a line is written (a redirect made after the run started)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def _show_progress_lines() -> None:
-    """Without a terminal nothing else shows progress: its lines go to stderr unless the application
-    configured logging itself (then they reach its handlers as ``synthgen.progress`` INFO records)."""
-    progress = logging.getLogger("synthgen.progress")
-    if progress.handlers or logging.getLogger().handlers:
-        return
-    handler = _Stderr()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -452,7 +386,7 @@ def run(
     if not offline and generate:
         preflight(recipe, confirm=confirm, notify=notify)
     if not progress:
-        _show_progress_lines()
+        show_progress_lines()
     runner = _Runner(
         recipe,
         out,

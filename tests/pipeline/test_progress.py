@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from synthgen import run
-from synthgen.pipeline.runner import _Stderr
+from synthgen.pipeline.progress import Stderr as _Stderr
 from tests.pipeline.test_reliability import KEY, plausible, recipe_file
 from tests.servers.openai_server import OpenAIServer, ServerConfig
 
@@ -50,7 +50,7 @@ def test_a_run_without_a_bar_logs_progress_lines_at_the_set_interval(
 
 
 def test_no_lines_with_a_bar_or_when_set_to_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from synthgen.pipeline.runner import _progress_seconds
+    from synthgen.pipeline.progress import progress_seconds as _progress_seconds
 
     monkeypatch.setenv("SYNTHGEN_PROGRESS_SECONDS", "0")
     assert _progress_seconds() is None
