@@ -2,6 +2,11 @@
 
 Each command calls one API function; one mapper turns a :class:`SynthgenError` into its message on
 stderr and exit code 2 (bad input) or 1 (runtime failure). Ctrl-C exits 130 and says how to resume.
+
+One module on purpose (~550 lines): it is the whole command surface (options, help examples, how
+results print) and holds no logic of its own, so reading it top to bottom is reading the CLI
+contract of DESIGN §3; split across files, the shared error mapper and option conventions would
+drift apart command by command.
 """
 
 from __future__ import annotations
